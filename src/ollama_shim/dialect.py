@@ -1,0 +1,93 @@
+"""What each kind of backend accepts: one frozen ``Dialect`` per backend kind.
+
+The request translator asks the dialect, never the backend's name, how to spell a parameter or
+whether to send it at all. Facts come from ``shared/reference/backends.md`` section 5.
+``detect_kind`` picks a kind from what a backend answered to the catalog's probes.
+
+May import: stdlib only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ThinkStyle = Literal["chat_template_kwargs", "reasoning_effort", "openrouter_reasoning", "none"]
+JsonMode = Literal["json_object", "json_schema_object"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    kind: str
+    # Ollama option keys (already renamed to the OpenAI spelling) this backend accepts.
+    sampling_keys: frozenset[str]
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # How Ollama's repeat_penalty is spelled here, or None when it would be rejected.
+    repeat_penalty_field: Literal["repeat_penalty", "repetition_penalty"] | None = None
+    json_mode: JsonMode = "json_object"
+    think_style: ThinkStyle = "none"
+    # LM Studio's per-request idle TTL (seconds) for a model loaded on demand.
+    sends_ttl: bool = False
+    # Whether `stream_options.include_usage` may be sent on a streamed request.
+    stream_usage: bool = True
+    # Native model loading: "lmstudio" (/api/v1/models/load), "llamacpp_router" (/models/load).
+    loader: Literal["lmstudio", "llamacpp_router", "none"] = "none"
+
+
+_STANDARD = frozenset({"temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"})
+
+LLAMACPP = Dialect(
+    kind="llamacpp",
+    sampling_keys=_STANDARD
+    | {"top_k", "min_p", "typical_p", "repeat_last_n", "n_keep", "mirostat", "mirostat_tau", "mirostat_eta"},
+    repeat_penalty_field="repeat_penalty",
+    json_mode="json_object",
+    think_style="chat_template_kwargs",
+)
+LMSTUDIO = Dialect(
+    kind="lmstudio",
+    sampling_keys=_STANDARD | {"top_k", "min_p"},
+    repeat_penalty_field="repeat_penalty",
+    json_mode="json_schema_object",  # LM Studio rejects json_object with a 400
+    think_style="reasoning_effort",
+    sends_ttl=True,
+    loader="lmstudio",
+)
+VLLM = Dialect(
+    kind="vllm",
+    sampling_keys=_STANDARD | {"top_k", "min_p"},
+    max_tokens_field="max_completion_tokens",
+    repeat_penalty_field="repetition_penalty",
+    think_style="chat_template_kwargs",
+)
+OPENAI = Dialect(
+    kind="openai",
+    sampling_keys=_STANDARD,
+    max_tokens_field="max_completion_tokens",
+    think_style="reasoning_effort",
+)
+OPENROUTER = Dialect(
+    kind="openrouter",
+    sampling_keys=_STANDARD | {"top_k", "min_p"},
+    repeat_penalty_field="repetition_penalty",
+    think_style="openrouter_reasoning",
+)
+# An unknown OpenAI-compatible server: send only what every such server accepts.
+GENERIC = Dialect(kind="generic", sampling_keys=_STANDARD | {"top_k"}, think_style="none")
+
+DIALECTS: dict[str, Dialect] = {d.kind: d for d in (LLAMACPP, LMSTUDIO, VLLM, OPENAI, OPENROUTER, GENERIC)}
+
+
+def detect_kind(url: str, *, has_props: bool, has_lmstudio_rest: bool, owned_by: set[str]) -> str:
+    """Choose a backend kind from its URL and what it answered to the catalog's probes."""
+    if has_props or "llamacpp" in owned_by:
+        return "llamacpp"
+    if has_lmstudio_rest:
+        return "lmstudio"
+    if "vllm" in owned_by:
+        return "vllm"
+    if "api.openai.com" in url:
+        return "openai"
+    if "openrouter.ai" in url:
+        return "openrouter"
+    return "generic"
