@@ -32,6 +32,9 @@ class Dialect:
     stream_usage: bool = True
     # Native model loading: "lmstudio" (/api/v1/models/load), "llamacpp_router" (/models/load).
     loader: Literal["lmstudio", "llamacpp_router", "none"] = "none"
+    # Whether a `role: tool` message may carry the tool's `name` (OpenAI documents only
+    # `tool_call_id` there; llama.cpp templates and Ollama's own adapter use `name`).
+    sends_tool_name: bool = True
 
 
 _STANDARD = frozenset({"temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"})
@@ -65,6 +68,7 @@ OPENAI = Dialect(
     sampling_keys=_STANDARD,
     max_tokens_field="max_completion_tokens",
     think_style="reasoning_effort",
+    sends_tool_name=False,
 )
 OPENROUTER = Dialect(
     kind="openrouter",

@@ -126,6 +126,7 @@ class CompletionRequest(SamplingParams, omit_defaults=True, kw_only=True):
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
     ttl: int | None = None
+    logprobs: int | None = None  # legacy completions: how many top tokens per position
 
 
 class EmbeddingsRequest(msgspec.Struct, omit_defaults=True):
@@ -133,6 +134,7 @@ class EmbeddingsRequest(msgspec.Struct, omit_defaults=True):
     input: str | list[str]
     dimensions: int | None = None
     encoding_format: str | None = None
+    ttl: int | None = None  # LM Studio idle TTL for a JIT load, seconds
 
 
 # ---------------------------------------------------------------------------
@@ -208,6 +210,7 @@ class ChunkChoice(msgspec.Struct):
     delta: Delta | None = None
     finish_reason: str | None = None
     text: str | None = None  # /v1/completions streams
+    error: ErrorField | None = None  # OpenRouter: set with finish_reason "error"
 
 
 class ChatCompletionChunk(msgspec.Struct):
@@ -235,6 +238,7 @@ class Choice(msgspec.Struct):
     message: ChoiceMessage | None = None
     text: str | None = None  # /v1/completions
     finish_reason: str | None = None
+    error: ErrorField | None = None  # OpenRouter: set with finish_reason "error"
 
 
 class ChatCompletion(msgspec.Struct):

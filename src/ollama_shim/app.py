@@ -1,0 +1,65 @@
+"""``create_app(settings)``: the aiohttp application, its routes, and the one error boundary.
+
+``error_boundary`` is the only place a failure becomes an HTTP answer before the first byte:
+a ``ShimError`` keeps its status and message, aiohttp's own 404/405/413 are given Ollama's
+``{"error": "..."}`` shape, and anything unexpected is logged with its traceback and answered
+500 without one. Failures after a stream began are written by the stream's own writer.
+
+May import: aiohttp.web, stdlib, ``ollama_shim.*``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .errors import ShimError
+from .registry import Registry
+from .routes import meta, models, passthrough
+from .routes.http import error_response
+from .routes.state import STATE, AppState
+from .settings import Settings
+from .upstream import Upstream
+
+log = logging.getLogger("ollama_shim")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_TEXT = {404: "404 page not found", 405: "405 method not allowed"}
+
+
+@web.middleware
+async def error_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ShimError as exc:
+        return error_response(exc.status, exc.message)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, f"request body is larger than the limit of {exc.max_size} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, _HTTP_TEXT.get(exc.status, exc.reason))
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response(500, "internal error in ollama-shim; see its log")
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_boundary])
+    upstream = Upstream(settings.timeouts)
+    app[STATE] = AppState(settings=settings, upstream=upstream, registry=Registry(settings, upstream))
+
+    async def start(_: web.Application) -> None:
+        await upstream.start()
+
+    async def stop(_: web.Application) -> None:
+        await upstream.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    for module in (meta, models, passthrough):
+        module.add_routes(app)
+    return app

@@ -1,0 +1,53 @@
+"""``GET /api/tags``, ``POST /api/show``, ``GET /api/ps``: the catalog as Ollama shows it.
+
+May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate.catalog``,
+``ollama_shim.errors``, ``ollama_shim.wire``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from ..errors import BadRequest
+from ..translate import catalog
+from ..wire import ollama as ow
+from .http import json_response, read_body
+from .state import state_of
+
+_COPILOT_AGENT = "GitHubCopilotChat/"
+
+
+async def tags(request: web.Request) -> web.Response:
+    registry = state_of(request).registry
+    records = await registry.records()
+    models = [catalog.to_tags_model(r, registry.backend_root(r)) for r in records]
+    models.sort(key=lambda m: m.modified_at, reverse=True)
+    return json_response(ow.TagsResponse(models=models))
+
+
+async def show(request: web.Request) -> web.Response:
+    req = await read_body(request, ow.ShowRequest)
+    requested = req.model or req.name
+    if not requested:
+        raise BadRequest("model is required")
+    resolved = await state_of(request).registry.resolve(requested)
+    # Ollama shows the requested name as the display name to Copilot, which reads general.basename.
+    agent = request.headers.get("User-Agent", "")
+    basename = requested if agent.startswith(_COPILOT_AGENT) else None
+    return json_response(catalog.to_show_response(resolved.record, basename=basename))
+
+
+async def ps(request: web.Request) -> web.Response:
+    registry = state_of(request).registry
+    records = await registry.records(fresh=True)
+    now = time.time_ns()
+    models = [catalog.to_ps_model(r, registry.backend_root(r), now) for r in records if r.loaded]
+    return json_response(ow.PsResponse(models=models))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/tags", tags)
+    app.router.add_post("/api/show", show)
+    app.router.add_get("/api/ps", ps)

@@ -1,0 +1,66 @@
+"""``run(settings)``: serve the app until SIGINT/SIGTERM, then shut down gracefully.
+
+``handler_cancellation=True`` makes aiohttp cancel a handler whose client went away, which is
+how a non-streaming request stops its backend too. A port that cannot be bound is a one-line
+``ServeError``, not a traceback.
+
+May import: aiohttp.web, asyncio, logging, signal, stdlib, ``ollama_shim.app``, ``ollama_shim.settings``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from .app import create_app
+from .settings import Settings, is_loopback
+
+log = logging.getLogger("ollama_shim")
+
+SHUTDOWN_GRACE = 10.0
+
+
+class ServeError(Exception):
+    """The server could not start; the message is one line for the user."""
+
+
+async def start(settings: Settings, *, reuse_port: bool = False) -> web.AppRunner:
+    """Bind and start serving; return the runner (``await runner.cleanup()`` stops it)."""
+    runner = web.AppRunner(
+        create_app(settings), handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ServeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    backends = ", ".join(f"{b.root} ({b.kind})" for b in settings.backends)
+    log.info("ollama-shim listening on http://%s:%d; backends: %s", settings.host, settings.port, backends)
+    if not is_loopback(settings.host) and not settings.api_key:
+        log.warning("listening on %s with no --api-key: anyone who can reach it can use the backends", settings.host)
+    return runner
+
+
+async def serve(settings: Settings) -> None:
+    runner = await start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down: finishing open requests for up to %.0f s", SHUTDOWN_GRACE)
+    finally:
+        await runner.cleanup()
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(settings))

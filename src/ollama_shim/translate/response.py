@@ -1,0 +1,95 @@
+"""Non-streamed answers: a whole OpenAI ``ChatCompletion`` in, one Ollama chat or generate object out.
+
+The completion is replayed through ``StreamTranslator`` as a single chunk, so content,
+``reasoning_content``/``reasoning``, inline ``<think>`` tags, tool calls (JSON-string arguments
+parsed to objects), legacy ``choices[].text``, errors, ``done_reason`` and metrics follow exactly
+the streaming rules. The pieces are then concatenated into the done chunk, as Ollama does for
+``stream: false``.
+
+May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``, ``ollama_shim.timefmt``,
+``ollama_shim.translate.stream``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import msgspec
+
+from ollama_shim.translate.stream import Clock, OllamaChunk, StreamContext, StreamTranslator
+from ollama_shim.wire.ollama import ChatChunk, GenerateChunk
+from ollama_shim.wire.openai import ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta
+
+
+def _choice_as_chunk_choice(choice: Choice) -> ChunkChoice:
+    message = choice.message
+    delta = None
+    if message is not None:
+        # Whole tool calls carry no `index`; number them so each stays a call of its own.
+        tool_calls = [
+            msgspec.structs.replace(call, index=position) for position, call in enumerate(message.tool_calls or ())
+        ]
+        delta = Delta(
+            role=message.role,
+            content=message.content,
+            reasoning_content=message.reasoning_content,
+            reasoning=message.reasoning,
+            tool_calls=tool_calls or None,
+        )
+    return ChunkChoice(
+        index=choice.index, delta=delta, finish_reason=choice.finish_reason, text=choice.text, error=choice.error
+    )
+
+
+def completion_as_chunk(resp: ChatCompletion) -> ChatCompletionChunk:
+    """The whole completion as one stream chunk."""
+    return ChatCompletionChunk(
+        id=resp.id,
+        model=resp.model,
+        choices=[_choice_as_chunk_choice(choice) for choice in resp.choices],
+        usage=resp.usage,
+        timings=resp.timings,
+        stats=resp.stats,
+        error=resp.error,
+    )
+
+
+def _translate_whole(
+    resp: ChatCompletion, ctx: StreamContext, clock: Clock, wallclock: Clock
+) -> list[OllamaChunk]:
+    translator = StreamTranslator(ctx, clock=clock, wallclock=wallclock)
+    return translator.feed(completion_as_chunk(resp)) + translator.finish()
+
+
+def _joined(parts: list[str | None]) -> str:
+    return "".join(part for part in parts if part)
+
+
+def completion_to_chat(
+    resp: ChatCompletion, ctx: StreamContext, clock: Clock = time.monotonic_ns, wallclock: Clock = time.time_ns
+) -> ChatChunk:
+    """The ``/api/chat`` answer for ``stream: false``."""
+    chunks = _translate_whole(resp, dataclasses.replace(ctx, endpoint="chat"), clock, wallclock)
+    pieces = [chunk for chunk in chunks if isinstance(chunk, ChatChunk)]
+    done = pieces[-1]
+    message = msgspec.structs.replace(
+        done.message,
+        content=_joined([piece.message.content for piece in pieces]),
+        thinking=_joined([piece.message.thinking for piece in pieces]) or None,
+    )
+    return msgspec.structs.replace(done, message=message)
+
+
+def completion_to_generate(
+    resp: ChatCompletion, ctx: StreamContext, clock: Clock = time.monotonic_ns, wallclock: Clock = time.time_ns
+) -> GenerateChunk:
+    """The ``/api/generate`` answer for ``stream: false``."""
+    chunks = _translate_whole(resp, dataclasses.replace(ctx, endpoint="generate"), clock, wallclock)
+    pieces = [chunk for chunk in chunks if isinstance(chunk, GenerateChunk)]
+    done = pieces[-1]
+    return msgspec.structs.replace(
+        done,
+        response=_joined([piece.response for piece in pieces]),
+        thinking=_joined([piece.thinking for piece in pieces]) or None,
+    )
