@@ -256,7 +256,9 @@ def _message_to_openai(
     content = _content(message.content, message.images, where=f"messages[{number}].images")
     # `thinking` from earlier assistant turns is not sent back: templates drop it anyway.
     if role == "assistant" and message.tool_calls:
-        return oai.OutMessage(role=role, content=content, tool_calls=ledger.register(number, message.tool_calls))
+        return oai.OutMessage(
+            role=role, content=content, tool_calls=ledger.register(number, message.tool_calls)
+        )
     if role == "tool":
         return oai.OutMessage(
             role=role,
