@@ -27,9 +27,8 @@ def _choice_as_chunk_choice(choice: Choice) -> ChunkChoice:
     delta = None
     if message is not None:
         # Whole tool calls carry no `index`; number them so each stays a call of its own.
-        tool_calls = [
-            msgspec.structs.replace(call, index=position) for position, call in enumerate(message.tool_calls or ())
-        ]
+        calls = message.tool_calls or []
+        tool_calls = [msgspec.structs.replace(call, index=position) for position, call in enumerate(calls)]
         delta = Delta(
             role=message.role,
             content=message.content,
@@ -38,7 +37,11 @@ def _choice_as_chunk_choice(choice: Choice) -> ChunkChoice:
             tool_calls=tool_calls or None,
         )
     return ChunkChoice(
-        index=choice.index, delta=delta, finish_reason=choice.finish_reason, text=choice.text, error=choice.error
+        index=choice.index,
+        delta=delta,
+        finish_reason=choice.finish_reason,
+        text=choice.text,
+        error=choice.error,
     )
 
 
@@ -67,7 +70,10 @@ def _joined(parts: list[str | None]) -> str:
 
 
 def completion_to_chat(
-    resp: ChatCompletion, ctx: StreamContext, clock: Clock = time.monotonic_ns, wallclock: Clock = time.time_ns
+    resp: ChatCompletion,
+    ctx: StreamContext,
+    clock: Clock = time.monotonic_ns,
+    wallclock: Clock = time.time_ns,
 ) -> ChatChunk:
     """The ``/api/chat`` answer for ``stream: false``."""
     chunks = _translate_whole(resp, dataclasses.replace(ctx, endpoint="chat"), clock, wallclock)
@@ -82,7 +88,10 @@ def completion_to_chat(
 
 
 def completion_to_generate(
-    resp: ChatCompletion, ctx: StreamContext, clock: Clock = time.monotonic_ns, wallclock: Clock = time.time_ns
+    resp: ChatCompletion,
+    ctx: StreamContext,
+    clock: Clock = time.monotonic_ns,
+    wallclock: Clock = time.time_ns,
 ) -> GenerateChunk:
     """The ``/api/generate`` answer for ``stream: false``."""
     chunks = _translate_whole(resp, dataclasses.replace(ctx, endpoint="generate"), clock, wallclock)
