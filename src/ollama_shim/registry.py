@@ -166,7 +166,7 @@ class Registry:
 
     async def _optional(self, backend: Backend, path: str, type_: type) -> object | None:
         try:
-            return await self._upstream.get_json(backend, path, type_, timeout=PROBE_TIMEOUT)
+            return await self._upstream.get_json(backend, path, type_, limit=PROBE_TIMEOUT)
         except UpstreamError:
             return None
 

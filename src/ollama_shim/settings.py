@@ -166,7 +166,9 @@ _OPTIONS: dict[str, tuple[type, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ollama-shim", description="Serve the Ollama API over an OpenAI-compatible backend.")
+    parser = argparse.ArgumentParser(
+        prog="ollama-shim", description="Serve the Ollama API over an OpenAI-compatible backend."
+    )
     parser.add_argument("command", nargs="?", default="serve", choices=["serve"], help="what to do (default: serve)")
     for name, (kind, text) in _OPTIONS.items():
         flag = "--" + name.replace("_", "-")

@@ -84,7 +84,7 @@ class Upstream:
             raise
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamUnreachable(f"cannot reach backend at {backend.root}: {exc.os_error or exc}") from exc
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"backend at {backend.root} did not answer in time") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamProtocol(f"backend at {backend.root} broke the connection: {exc}") from exc
@@ -96,10 +96,10 @@ class Upstream:
             body = await resp.read()
             raise UpstreamStatus(error_message(body) or f"backend answered HTTP {resp.status}", resp.status)
 
-    async def get_json(self, backend: Backend, path: str, type_: type[T], *, timeout: float | None = None) -> T:
+    async def get_json(self, backend: Backend, path: str, type_: type[T], *, limit: float | None = None) -> T:
         """GET ``backend.root + path`` and decode it as ``type_``."""
         with self._mapped_errors(backend):
-            async with asyncio.timeout(timeout or self.timeouts.first_byte or None):
+            async with asyncio.timeout(limit or self.timeouts.first_byte or None):
                 async with self.session.get(backend.root + path, headers=self._headers(backend)) as resp:
                     await self._raise_for_status(resp)
                     return msgspec.json.decode(await resp.read(), type=type_)

@@ -1,0 +1,187 @@
+"""Backend metadata -> ModelRecord -> /api/tags, /api/show and /api/ps entries."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import msgspec
+import pytest
+
+from ollama_shim.translate import catalog
+from ollama_shim.translate.catalog import ModelRecord
+from ollama_shim.wire.backends import LlamaCppGenerationSettings, LlamaCppProps, LMStudioV0Model, LMStudioV1Model
+from ollama_shim.wire.openai import ModelEntry
+
+NOW = 1_700_000_000_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("upstream_id", "family", "params", "quant"),
+    [
+        ("SmolLM2-135M-Instruct.Q4_1", "llama", "135M", "Q4_1"),
+        ("gemma-3-270m-q4_k_m", "gemma3", "270M", "Q4_K_M"),
+        ("lmstudio-community/Qwen2.5-7B-Instruct-GGUF", "qwen2", "7B", ""),
+        ("qwen/qwen3-8b", "qwen3", "8B", ""),
+        ("Meta-Llama-3.1-8B-Instruct-IQ4_XS", "llama", "8B", "IQ4_XS"),
+        ("mistral-7b-instruct-v0.3.f16", "llama", "7B", "F16"),
+        ("deepseek-r1-distill-qwen-1.5b", "qwen2", "1.5B", ""),
+        ("gpt-4o", "", "", ""),
+        ("mlx-community/Qwen3-4B-4bit", "qwen3", "4B", "4BIT"),
+    ],
+)
+def test_inference_from_id(upstream_id: str, family: str, params: str, quant: str) -> None:
+    assert catalog.infer_family(upstream_id) == family
+    assert catalog.infer_parameter_size(upstream_id) == params
+    assert catalog.infer_quantization(upstream_id) == quant
+
+
+@pytest.mark.parametrize(
+    ("upstream_id", "caps"),
+    [
+        ("llama-3-8b", ("completion", "tools")),
+        ("qwen3-8b", ("completion", "tools", "thinking")),
+        ("qwen2.5-coder-7b", ("completion", "tools", "insert")),
+        ("nomic-embed-text-v1.5", ("embedding",)),
+        ("text-embedding-3-small", ("embedding",)),
+    ],
+)
+def test_capabilities_from_id(upstream_id: str, caps: tuple[str, ...]) -> None:
+    assert catalog.infer_capabilities(upstream_id) == caps
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(8_030_261_248, "8.0B"), (7_000_000_000, "7B"), (134_515_008, "134.52M"), (268_098_176, "268.10M"),
+     (5_000, "5K"), (12, "12")],
+)
+def test_human_number(n: int, text: str) -> None:
+    assert catalog.human_number(n) == text
+
+
+def _llamacpp_entry(**extra: object) -> ModelEntry:
+    doc = {
+        "id": "SmolLM2-135M-Instruct.Q4_1",
+        "owned_by": "llamacpp",
+        "meta": {"n_params": 134515008, "size": 91000000, "n_ctx_train": 8192, "n_embd": 576, "n_vocab": 49152},
+        **extra,
+    }
+    return msgspec.convert(doc, ModelEntry)
+
+
+def test_llamacpp_record_takes_real_metadata() -> None:
+    props = LlamaCppProps(
+        default_generation_settings=LlamaCppGenerationSettings(n_ctx=4096),
+        chat_template="{% if enable_thinking %}<think>{% endif %}",
+        modalities={"vision": True},
+    )
+    rec = catalog.record_from_llamacpp(_llamacpp_entry(), props, 0, NOW)
+    assert (rec.size, rec.parameter_size, rec.parameter_count) == (91000000, "134.52M", 134515008)
+    assert (rec.context_length, rec.max_context_length, rec.embedding_length) == (4096, 8192, 576)
+    assert rec.capabilities == ("completion", "tools", "vision", "thinking")
+    assert rec.loaded and rec.format == "gguf" and rec.family == "llama" and rec.quantization_level == "Q4_1"
+
+
+@pytest.mark.parametrize(("status", "loaded"), [("loaded", True), ("unloaded", False), ("loading", False)])
+def test_llamacpp_router_status(status: str, loaded: bool) -> None:
+    rec = catalog.record_from_llamacpp(_llamacpp_entry(status={"value": status}), None, 0, NOW)
+    assert rec.loaded is loaded
+
+
+def test_llamacpp_without_props_uses_train_context_and_id() -> None:
+    rec = catalog.record_from_llamacpp(_llamacpp_entry(), None, 1, NOW)
+    assert rec.context_length == 8192 and rec.backend == 1
+    assert rec.capabilities == ("completion", "tools")
+
+
+def test_lmstudio_v1_record() -> None:
+    model = msgspec.convert(
+        {
+            "type": "llm", "publisher": "qwen", "key": "qwen/qwen3-8b", "display_name": "Qwen3 8B",
+            "architecture": "qwen3", "quantization": {"name": "Q4_K_M", "bits_per_weight": 4},
+            "size_bytes": 5030000000, "params_string": "8B",
+            "loaded_instances": [{"id": "qwen/qwen3-8b", "config": {"context_length": 16384}}],
+            "max_context_length": 40960, "format": "gguf",
+            "capabilities": {"vision": False, "trained_for_tool_use": True, "reasoning": {"allowed_options": ["on"]}},
+        },
+        LMStudioV1Model,
+    )
+    rec = catalog.record_from_lmstudio_v1(model, 0, NOW)
+    assert (rec.name, rec.family, rec.parameter_size, rec.quantization_level) == (
+        "qwen/qwen3-8b:latest", "qwen3", "8B", "Q4_K_M")
+    assert (rec.size, rec.context_length, rec.max_context_length, rec.loaded) == (5030000000, 16384, 40960, True)
+    assert rec.capabilities == ("completion", "tools", "thinking")
+
+
+@pytest.mark.parametrize(
+    ("type_", "caps", "loaded_state", "ctx"),
+    [
+        ("llm", ("completion", "tools"), "loaded", 4096),
+        ("vlm", ("completion", "tools", "vision"), "not-loaded", 32768),
+        ("embeddings", ("embedding",), "not-loaded", 32768),
+    ],
+)
+def test_lmstudio_v0_record(type_: str, caps: tuple[str, ...], loaded_state: str, ctx: int) -> None:
+    doc = {"id": "m", "type": type_, "arch": "llama", "compatibility_type": "gguf", "quantization": "Q4_K_M",
+           "state": loaded_state, "max_context_length": 32768, "capabilities": ["tool_use"]}
+    if loaded_state == "loaded":
+        doc["loaded_context_length"] = 4096
+    rec = catalog.record_from_lmstudio_v0(msgspec.convert(doc, LMStudioV0Model), 0, NOW)
+    assert rec.capabilities == caps and rec.context_length == ctx and rec.loaded is (loaded_state == "loaded")
+
+
+@pytest.mark.parametrize(
+    ("doc", "ctx"),
+    [({"id": "Qwen/Qwen2.5-7B-Instruct", "owned_by": "vllm", "max_model_len": 32768}, 32768),
+     ({"id": "openai/gpt-4o", "context_length": 128000}, 128000),
+     ({"id": "gpt-4o", "owned_by": "system"}, None)],
+)
+def test_openai_entry_record(doc: dict[str, object], ctx: int | None) -> None:
+    rec = catalog.record_from_openai_entry(msgspec.convert(doc, ModelEntry), 0, NOW, loaded=False)
+    assert rec.context_length == ctx
+
+
+def _record(**kw: object) -> ModelRecord:
+    base = catalog.base_record("SmolLM2-135M-Instruct.Q4_1", 0, NOW)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def test_tags_entry_has_every_field_clients_read() -> None:
+    entry = msgspec.json.decode(msgspec.json.encode(catalog.to_tags_model(_record(size=5), "http://b")))
+    assert entry["name"] == entry["model"] == "SmolLM2-135M-Instruct.Q4_1:latest"
+    assert len(entry["digest"]) == 64 and int(entry["digest"], 16) >= 0
+    assert entry["size"] == 5 and "." in entry["modified_at"]
+    assert set(entry["details"]) == {"parent_model", "format", "family", "families", "parameter_size",
+                                     "quantization_level"}
+    assert all(isinstance(v, str) for k, v in entry["details"].items() if k != "families")
+
+
+def test_digest_is_stable_and_depends_on_backend() -> None:
+    rec = _record()
+    assert catalog.digest_of(rec, "http://a") == catalog.digest_of(rec, "http://a")
+    assert catalog.digest_of(rec, "http://a") != catalog.digest_of(rec, "http://b")
+
+
+def test_show_response_shape() -> None:
+    rec = _record(context_length=4096, capabilities=("completion", "tools", "insert"))
+    body = msgspec.json.encode(catalog.to_show_response(rec))
+    doc = msgspec.json.decode(body)
+    assert doc["model_info"]["general.architecture"] == "llama"
+    assert doc["model_info"]["llama.context_length"] == 4096
+    assert doc["capabilities"] == ["completion", "tools", "insert"]
+    assert doc["parameters"].startswith("num_ctx" + " " * 24 + "4096")
+    assert "tools" in doc["template"].lower() and ".Suffix" in doc["template"]
+
+
+def test_show_keeps_model_info_and_capabilities_when_empty() -> None:
+    body = msgspec.json.encode(catalog.to_show_response(_record(family="", capabilities=())))
+    assert b'"model_info":{' in body and b'"capabilities":[]' in body
+
+
+def test_show_basename_override_for_copilot() -> None:
+    doc = catalog.to_show_response(_record(), basename="smollm2")
+    assert doc.model_info["general.basename"] == "smollm2"
+
+
+def test_ps_entry() -> None:
+    entry = catalog.to_ps_model(_record(context_length=2048, size=7), "http://b", NOW)
+    assert entry.context_length == 2048 and entry.size == 7 and entry.expires_at > "2100"
