@@ -189,9 +189,9 @@ class ResponseToolCallFunction(msgspec.Struct):
     arguments: JSONObject
 
 
-class ResponseToolCall(msgspec.Struct, omit_defaults=True):
+class ResponseToolCall(msgspec.Struct, omit_defaults=True, kw_only=True):
+    id: str | None = None  # first, as Ollama writes it: {"id":..,"function":{..}}
     function: ResponseToolCallFunction
-    id: str | None = None
 
 
 class ResponseMessage(msgspec.Struct, omit_defaults=True):
