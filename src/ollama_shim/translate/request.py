@@ -2,8 +2,10 @@
 (or legacy completions for ``raw``/``suffix``), /api/embed and /api/embeddings -> embeddings.
 
 Each converter returns a frozen *plan*: the typed upstream request plus the option names that were
-not sent, for the caller to log. The helpers ``parse_keep_alive``, ``is_load_request``,
-``wants_unload`` and ``load_done_reason`` tell a route what to do before calling a backend.
+not sent, for the caller to log. The helpers ``is_load_request``, ``wants_unload`` and
+``load_done_reason`` tell a route what to do before calling a backend. ``messages_to_openai``,
+``tools_to_openai`` (from ``translate.messages``) and ``parse_keep_alive``, ``ttl_seconds``,
+``wants_unload`` (from ``translate.keep_alive``) are re-exported so a route needs this module only.
 
 May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``, ``ollama_shim.dialect``,
 other ``ollama_shim.translate`` modules.
@@ -11,9 +13,7 @@ other ``ollama_shim.translate`` modules.
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import msgspec
@@ -21,7 +21,8 @@ import msgspec
 from ollama_shim.dialect import Dialect
 from ollama_shim.errors import BadRequest
 from ollama_shim.translate.embed import checked_dimensions, embed_input_texts
-from ollama_shim.translate.images import image_data_url
+from ollama_shim.translate.keep_alive import parse_keep_alive, ttl_seconds, wants_unload
+from ollama_shim.translate.messages import content_to_openai, messages_to_openai, tools_to_openai
 from ollama_shim.translate.options import IgnoredOption, options_to_sampling
 from ollama_shim.wire import ollama
 from ollama_shim.wire import openai as oai
@@ -49,7 +50,6 @@ __all__ = [
 
 ThinkLevel = Literal["low", "medium", "high", "max"]
 _THINK_LEVELS: tuple[ThinkLevel, ...] = ("low", "medium", "high", "max")
-_ROLES = ("system", "user", "assistant", "tool")
 _MAX_TOP_LOGPROBS = 20
 
 
@@ -110,7 +110,7 @@ def generate_request_to_openai(
     messages: list[oai.OutMessage] = []
     if req.system:
         messages.append(oai.OutMessage(role="system", content=req.system))
-    content = _content(req.prompt, req.images, where="images")
+    content = content_to_openai(req.prompt, req.images, where="images")
     messages.append(oai.OutMessage(role="user", content=content))
     return _chat_plan(req, upstream_model, dialect, messages, None, stream=stream)
 
@@ -194,126 +194,6 @@ def _logprobs(logprobs: bool | None, top_logprobs: int | None) -> tuple[bool | N
 
 
 # ---------------------------------------------------------------------------
-# Messages, images and tool calls
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _PendingCall:
-    id: str
-    name: str
-
-
-@dataclass
-class _ToolCallLedger:
-    """Assistant tool calls seen so far that no tool message has answered yet, oldest first."""
-
-    pending: list[_PendingCall] = field(default_factory=list)
-    used_ids: set[str] = field(default_factory=set)
-
-    def register(self, message_number: int, calls: list[ollama.ToolCall]) -> list[oai.OutToolCall]:
-        out: list[oai.OutToolCall] = []
-        for call_number, call in enumerate(calls):
-            call_id = call.id or self._new_id(f"call_{message_number}_{call_number}")
-            self.used_ids.add(call_id)
-            self.pending.append(_PendingCall(call_id, call.function.name))
-            out.append(oai.OutToolCall(id=call_id, function=_function_call(call.function)))
-        return out
-
-    def answer(self, tool_call_id: str | None, tool_name: str | None) -> str | None:
-        """The id a tool result answers: its own ``tool_call_id``, else the oldest unanswered call
-        with the same name, else the oldest unanswered call; None when nothing is waiting."""
-        if tool_call_id:
-            self.pending = [call for call in self.pending if call.id != tool_call_id]
-            return tool_call_id
-        match = next((call for call in self.pending if call.name == tool_name), None)
-        if match is None and self.pending:
-            match = self.pending[0]
-        if match is None:
-            return None
-        self.pending.remove(match)
-        return match.id
-
-    def _new_id(self, candidate: str) -> str:
-        unique, suffix = candidate, 1
-        while unique in self.used_ids:
-            unique, suffix = f"{candidate}_{suffix}", suffix + 1
-        return unique
-
-
-def messages_to_openai(messages: list[ollama.RequestMessage], dialect: Dialect) -> list[oai.OutMessage]:
-    """Chat history -> OpenAI messages; tool results are linked to the calls they answer."""
-    ledger = _ToolCallLedger()
-    return [_message_to_openai(number, message, ledger, dialect) for number, message in enumerate(messages)]
-
-
-def _message_to_openai(
-    number: int, message: ollama.RequestMessage, ledger: _ToolCallLedger, dialect: Dialect
-) -> oai.OutMessage:
-    role = message.role.lower()
-    if role not in _ROLES:
-        raise BadRequest(f'invalid role "{message.role}": must be one of system, user, assistant, tool')
-    content = _content(message.content, message.images, where=f"messages[{number}].images")
-    # `thinking` from earlier assistant turns is not sent back: templates drop it anyway.
-    if role == "assistant" and message.tool_calls:
-        return oai.OutMessage(
-            role=role, content=content, tool_calls=ledger.register(number, message.tool_calls)
-        )
-    if role == "tool":
-        return oai.OutMessage(
-            role=role,
-            content=content,
-            name=message.tool_name if dialect.sends_tool_name else None,
-            tool_call_id=ledger.answer(message.tool_call_id, message.tool_name),
-        )
-    return oai.OutMessage(role=role, content=content)
-
-
-def _content(
-    text: str, images: list[str] | None, *, where: str
-) -> str | list[oai.ContentPart | oai.ImagePart]:
-    """Plain text, or text and image parts when there are images."""
-    if not images:
-        return text
-    parts: list[oai.ContentPart | oai.ImagePart] = [oai.ContentPart(text=text)] if text else []
-    for position, image in enumerate(images):
-        url = image_data_url(image, where=f"{where}[{position}]")
-        parts.append(oai.ImagePart(image_url=oai.ImageURL(url=url)))
-    return parts
-
-
-def _function_call(function: ollama.ToolCallFunction) -> oai.FunctionCall:
-    """OpenAI wants the arguments as JSON text; Ollama clients send an object (or, some, text)."""
-    arguments = function.arguments
-    if arguments is None:
-        return oai.FunctionCall(name=function.name, arguments="{}")
-    if isinstance(arguments, str):
-        try:
-            msgspec.json.decode(arguments)
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f'invalid tool call arguments for "{function.name}"') from exc
-        return oai.FunctionCall(name=function.name, arguments=arguments)
-    return oai.FunctionCall(name=function.name, arguments=msgspec.json.encode(arguments).decode())
-
-
-def tools_to_openai(tools: list[ollama.Tool] | None) -> list[oai.OutTool] | None:
-    """Tool definitions; an empty list is left out (OpenAI rejects ``tools: []``)."""
-    if not tools:
-        return None
-    return [
-        oai.OutTool(
-            type=tool.type,
-            function=oai.OutFunction(
-                name=tool.function.name,
-                description=tool.function.description,
-                parameters=tool.function.parameters,
-            ),
-        )
-        for tool in tools
-    ]
-
-
-# ---------------------------------------------------------------------------
 # format and think
 # ---------------------------------------------------------------------------
 
@@ -378,68 +258,6 @@ def think_to_params(value: Any, dialect: Dialect) -> ThinkParams:
     return ThinkParams(reasoning={"effort": "xhigh" if think == "max" else think})
 
 
-# ---------------------------------------------------------------------------
-# keep_alive
-# ---------------------------------------------------------------------------
-
-_GO_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "\u00b5s": 1e-6,  # micro sign
-    "\u03bcs": 1e-6,  # Greek mu
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_UNIT = "|".join(sorted(_GO_UNIT_SECONDS, key=len, reverse=True))
-_DURATION_PART = re.compile(rf"({_NUMBER})({_UNIT})")
-_GO_DURATION = re.compile(rf"([+-]?)((?:{_NUMBER}(?:{_UNIT}))+)")
-_BARE_SECONDS = re.compile(rf"[+-]?{_NUMBER}")
-
-
-def parse_keep_alive(value: Any) -> float | None:
-    """``keep_alive`` in seconds: None when not given, ``math.inf`` for "forever" (negative).
-
-    A number is seconds, truncated to whole seconds as Ollama does (so 0.5 unloads). A string is a
-    Go duration (``"5m"``, ``"1h30m"``, ``"300ms"``, ``"0"``) or a bare number of seconds
-    (``"300"``, ``"-1"``).
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BadRequest(f"invalid keep_alive: {msgspec.json.encode(value).decode()}")
-    if isinstance(value, str):
-        return _parse_keep_alive_text(value)
-    return math.inf if value < 0 else float(math.trunc(value))
-
-
-def _parse_keep_alive_text(text: str) -> float:
-    if _BARE_SECONDS.fullmatch(text):
-        seconds = float(text)
-        return math.inf if seconds < 0 else float(math.trunc(seconds))
-    duration = _GO_DURATION.fullmatch(text)
-    if duration is None:
-        raise BadRequest(f'time: invalid duration "{text}"')
-    sign, body = duration.groups()
-    seconds = sum(float(number) * _GO_UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(body))
-    return math.inf if sign == "-" and seconds > 0 else seconds
-
-
-def ttl_seconds(keep_alive: Any, dialect: Dialect) -> int | None:
-    """LM Studio's per-request idle TTL: a finite positive keep_alive, rounded up to a second."""
-    seconds = parse_keep_alive(keep_alive)
-    if not dialect.sends_ttl or seconds is None or seconds <= 0 or math.isinf(seconds):
-        return None
-    return math.ceil(seconds)
-
-
-def wants_unload(keep_alive: Any) -> bool:
-    """keep_alive 0: unload the model (after this request, or instead of it for a load request)."""
-    return parse_keep_alive(keep_alive) == 0
-
-
 def is_load_request(req: ollama.ChatRequest | ollama.GenerateRequest) -> bool:
     """A chat with no messages or a generate with no prompt (and no suffix) only loads or unloads
     the model; the route answers ``done_reason`` from ``load_done_reason`` without a completion."""
@@ -457,15 +275,11 @@ def load_done_reason(keep_alive: Any) -> Literal["load", "unload"]:
 # ---------------------------------------------------------------------------
 
 
-def embed_request_to_openai(
-    req: ollama.EmbedRequest, upstream_model: str, dialect: Dialect
-) -> EmbeddingsRequestPlan:
+def embed_request_to_openai(req: ollama.EmbedRequest, upstream_model: str, dialect: Dialect) -> EmbeddingsRequestPlan:
     """/api/embed -> embeddings. ``options`` do not apply to embeddings: all are reported ignored.
     ``truncate`` has no OpenAI equivalent; backends truncate or fail as they are configured."""
     texts = embed_input_texts(req.input)
-    request = oai.EmbeddingsRequest(
-        model=upstream_model, input=texts, ttl=ttl_seconds(req.keep_alive, dialect)
-    )
+    request = oai.EmbeddingsRequest(model=upstream_model, input=texts, ttl=ttl_seconds(req.keep_alive, dialect))
     return EmbeddingsRequestPlan(
         request=request,
         input_count=len(texts),
@@ -479,9 +293,7 @@ def embeddings_request_to_openai(
 ) -> EmbeddingsRequestPlan:
     """Legacy /api/embeddings (one ``prompt``). An empty prompt: ``input_count`` 0, and the route
     answers ``{"embedding": []}``."""
-    request = oai.EmbeddingsRequest(
-        model=upstream_model, input=req.prompt, ttl=ttl_seconds(req.keep_alive, dialect)
-    )
+    request = oai.EmbeddingsRequest(model=upstream_model, input=req.prompt, ttl=ttl_seconds(req.keep_alive, dialect))
     return EmbeddingsRequestPlan(
         request=request, input_count=1 if req.prompt else 0, ignored_options=tuple(req.options or ())
     )
