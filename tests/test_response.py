@@ -181,3 +181,14 @@ def test_empty_answers_still_have_content_and_counts(body: bytes) -> None:
 def test_endpoint_comes_from_the_function_not_the_context() -> None:
     out = completion_to_chat(completion(LEGACY_TEXT), context("generate"), **clocks())
     assert out.message.content.startswith("def add")
+
+
+def test_whole_calls_sharing_one_id_are_not_merged() -> None:
+    body = (
+        b'{"choices":[{"message":{"role":"assistant","tool_calls":['
+        b'{"id":"call_0","function":{"name":"a","arguments":"{}"}},'
+        b'{"id":"call_0","function":{"name":"b","arguments":"{}"}}]}}]}'
+    )
+    out = completion_to_chat(completion(body), context("chat"), **clocks())
+    assert out.message.tool_calls is not None
+    assert [c.function.name for c in out.message.tool_calls] == ["a", "b"]
