@@ -15,12 +15,12 @@ from ollama_shim.translate.stream import (
     Metrics,
     StreamContext,
     StreamTranslator,
-    ThinkTagSplitter,
     compute_metrics,
     done_reason,
     parse_event,
-    parse_tool_arguments,
 )
+from ollama_shim.translate.think_tags import ThinkTagSplitter
+from ollama_shim.translate.tool_calls import parse_tool_arguments
 from ollama_shim.wire.openai import ChatCompletionChunk, Stats, Timings, Usage
 from stream_replay import (
     GENERATE_FIXTURES,

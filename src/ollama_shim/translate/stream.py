@@ -30,13 +30,13 @@ What is mapped (after Ollama's own llama-server adapter, ``llm/llama_server.go``
 
 The clocks are injected, so the module is pure: no I/O, no logging, no environment.
 
-May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``, ``ollama_shim.timefmt``
-(and ``ollama_shim.sse`` for the ``SSEEvent`` type, at type-checking time only).
+May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``, ``ollama_shim.timefmt``,
+``ollama_shim.translate.think_tags``, ``ollama_shim.translate.tool_calls`` (and ``ollama_shim.sse``
+for the ``SSEEvent`` type, at type-checking time only).
 """
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,14 +46,9 @@ import msgspec
 
 from ollama_shim.errors import UpstreamProtocol, UpstreamStatus
 from ollama_shim.timefmt import utc_timestamp
-from ollama_shim.wire.ollama import (
-    ChatChunk,
-    GenerateChunk,
-    JSONObject,
-    ResponseMessage,
-    ResponseToolCall,
-    ResponseToolCallFunction,
-)
+from ollama_shim.translate.think_tags import ThinkTagSplitter
+from ollama_shim.translate.tool_calls import ToolCallAccumulator
+from ollama_shim.wire.ollama import ChatChunk, GenerateChunk, ResponseMessage, ResponseToolCall
 from ollama_shim.wire.openai import (
     ChatCompletionChunk,
     ChunkChoice,
@@ -61,7 +56,6 @@ from ollama_shim.wire.openai import (
     ErrorField,
     Stats,
     Timings,
-    ToolCallDelta,
     Usage,
 )
 
@@ -135,189 +129,6 @@ def parse_event(event: SSEEvent) -> ChatCompletionChunk | None:
 
 
 # ---------------------------------------------------------------------------
-# Inline <think> tags
-# ---------------------------------------------------------------------------
-
-_OPEN_TAG = "<think>"
-_CLOSE_TAG = "</think>"
-
-
-class _ThinkPhase(enum.Enum):
-    LOOKING_FOR_OPEN_TAG = enum.auto()  # only leading whitespace (or part of "<think>") seen
-    THINKING_STARTS = enum.auto()  # after "<think>": leading whitespace of the thinking is dropped
-    THINKING = enum.auto()
-    ANSWER_STARTS = enum.auto()  # after "</think>": leading whitespace of the answer is dropped
-    ANSWER = enum.auto()
-
-
-# The phases that drop leading whitespace, and the phase that follows once text arrives.
-_AFTER_WHITESPACE = {
-    _ThinkPhase.THINKING_STARTS: _ThinkPhase.THINKING,
-    _ThinkPhase.ANSWER_STARTS: _ThinkPhase.ANSWER,
-}
-
-
-def _partial_tag_length(text: str, tag: str) -> int:
-    """Length of the longest tail of ``text`` that could be the start of ``tag``."""
-    start = text.rfind("<", max(0, len(text) - len(tag) + 1))
-    if start >= 0 and tag.startswith(text[start:]):
-        return len(text) - start
-    return 0
-
-
-class ThinkTagSplitter:
-    """Splits content into (thinking, answer) when it opens with ``<think>``, as Ollama's parser
-    does: only a leading tag counts, so an answer that talks about ``<think>`` is left alone."""
-
-    __slots__ = ("_held", "_phase")
-
-    def __init__(self) -> None:
-        self._phase = _ThinkPhase.LOOKING_FOR_OPEN_TAG
-        self._held = ""  # text not yet classified: a possible (partial) tag
-
-    def feed(self, text: str) -> tuple[str, str]:
-        """Returns the (thinking, answer) text that ``text`` completes."""
-        if self._phase is _ThinkPhase.ANSWER:
-            return "", text
-        text, self._held = self._held + text, ""
-        thinking: list[str] = []
-        answer: list[str] = []
-        while text:
-            text = self._step(text, thinking, answer)
-        return "".join(thinking), "".join(answer)
-
-    def flush(self) -> tuple[str, str]:
-        """End of content: whatever was held back is plain text of the current phase."""
-        held, self._held = self._held, ""
-        if self._phase is _ThinkPhase.THINKING:
-            return held, ""
-        return "", held
-
-    def _step(self, text: str, thinking: list[str], answer: list[str]) -> str:
-        """Consumes a prefix of ``text``; returns the rest."""
-        phase = self._phase
-        if phase is _ThinkPhase.LOOKING_FOR_OPEN_TAG:
-            stripped = text.lstrip()
-            if stripped.startswith(_OPEN_TAG):
-                self._phase = _ThinkPhase.THINKING_STARTS
-                return stripped[len(_OPEN_TAG) :]
-            if _OPEN_TAG.startswith(stripped):
-                self._held = text
-                return ""
-            self._phase = _ThinkPhase.ANSWER
-        elif phase in _AFTER_WHITESPACE:
-            text = text.lstrip()
-            if text:
-                self._phase = _AFTER_WHITESPACE[phase]
-            return text
-        elif phase is _ThinkPhase.THINKING:
-            return self._take_thinking(text, thinking)
-        answer.append(text)
-        return ""
-
-    def _take_thinking(self, text: str, thinking: list[str]) -> str:
-        end = text.find(_CLOSE_TAG)
-        if end >= 0:
-            thinking.append(text[:end])
-            self._phase = _ThinkPhase.ANSWER_STARTS
-            return text[end + len(_CLOSE_TAG) :]
-        keep = _partial_tag_length(text, _CLOSE_TAG)
-        thinking.append(text[: len(text) - keep])
-        self._held = text[len(text) - keep :]
-        return ""
-
-
-# ---------------------------------------------------------------------------
-# Tool calls
-# ---------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _ToolCallParts:
-    id: str | None
-    name: str
-    argument_parts: list[str]
-
-
-def _arguments_text(arguments: str | JSONObject | None) -> str:
-    if arguments is None:
-        return ""
-    if isinstance(arguments, str):
-        return arguments
-    return msgspec.json.encode(arguments).decode()
-
-
-def parse_tool_arguments(name: str, text: str) -> JSONObject:
-    """The joined argument text as an object (``{}`` when empty). A JSON string holding JSON
-    (double-encoded arguments) is unwrapped once."""
-    text = text.strip()
-    if not text:
-        return {}
-    try:
-        value = msgspec.json.decode(text)
-        if isinstance(value, str):
-            value = msgspec.json.decode(value) if value.strip() else {}
-    except msgspec.DecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise UpstreamProtocol(f'backend returned invalid tool call arguments for "{name}"')
-    return value
-
-
-class ToolCallAccumulator:
-    """Gathers streamed tool-call deltas into whole calls, in order of first appearance."""
-
-    __slots__ = ("_by_index", "_calls")
-
-    def __init__(self) -> None:
-        self._calls: list[_ToolCallParts] = []
-        self._by_index: dict[int, _ToolCallParts] = {}
-
-    def add(self, delta: ToolCallDelta) -> None:
-        function = delta.function
-        name = function.name if function is not None else None
-        call = self._call_for(delta, name)
-        if delta.id and not call.id:
-            call.id = delta.id
-        if name and not call.name:
-            call.name = name
-        if function is not None:
-            call.argument_parts.append(_arguments_text(function.arguments))
-
-    def build(self) -> list[ResponseToolCall]:
-        """Every named call, arguments parsed; ``function.index`` counts from 0."""
-        named = [call for call in self._calls if call.name]
-        return [
-            ResponseToolCall(
-                function=ResponseToolCallFunction(
-                    index=position,
-                    name=call.name,
-                    arguments=parse_tool_arguments(call.name, "".join(call.argument_parts)),
-                ),
-                id=call.id,
-            )
-            for position, call in enumerate(named)
-        ]
-
-    def _call_for(self, delta: ToolCallDelta, name: str | None) -> _ToolCallParts:
-        if delta.index is not None:
-            call = self._by_index.get(delta.index)
-            if call is None:
-                call = self._by_index[delta.index] = self._start_call()
-            return call
-        last = self._calls[-1] if self._calls else None
-        starts_new = (delta.id and (last is None or delta.id != last.id)) or (name and not delta.id)
-        if last is None or starts_new:
-            return self._start_call()
-        return last
-
-    def _start_call(self) -> _ToolCallParts:
-        call = _ToolCallParts(id=None, name="", argument_parts=[])
-        self._calls.append(call)
-        return call
-
-
-# ---------------------------------------------------------------------------
 # Metrics and done_reason
 # ---------------------------------------------------------------------------
 
@@ -385,9 +196,7 @@ def _eval_duration(timings: Timings | None, stats: Stats | None, measured: Measu
     return max(0, measured.finished_ns - measured.first_token_ns)
 
 
-def compute_metrics(
-    measured: Measured, timings: Timings | None, usage: Usage | None, stats: Stats | None
-) -> Metrics:
+def compute_metrics(measured: Measured, timings: Timings | None, usage: Usage | None, stats: Stats | None) -> Metrics:
     """Each number from the best source the backend gave: llama.cpp ``timings`` (ms), then
     ``usage`` (counts) and LM Studio ``stats`` (s), then the shim's own measurement. The measured
     prompt time excludes ``load_ns``, which is reported as ``load_duration``."""
