@@ -1,0 +1,1 @@
+"""Test helpers that stand up upstream backends: real llama-server processes and an LM Studio emulation."""
