@@ -98,6 +98,7 @@ class Recorded:
     body: Any  # parsed JSON, or the raw text when it was not JSON, or None
 
 
+BODY = web.RequestKey("body", object)  # the parsed JSON body, set by the recording middleware
 NO_MODELS = "No models loaded. Please load a model in the developer page or use the 'lms load' command."
 
 
@@ -178,7 +179,7 @@ class LMStudioEmulation:
         except ValueError:
             body = raw
         self.requests.append(Recorded(request.method, request.path, body))
-        request["json"] = body
+        request[BODY] = body
         return await handler(request)
 
     @staticmethod
@@ -272,7 +273,7 @@ class LMStudioEmulation:
         return web.json_response({"models": models})
 
     async def _load(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = request[BODY] or {}
         model = self.model(str(body.get("model", "")))
         if model is None:  # guess: LM Studio's exact message for an unknown key is not documented
             return self._error(404, f"Model {body.get('model')!r} not found", code="model_not_found")
@@ -289,7 +290,7 @@ class LMStudioEmulation:
         return web.json_response(out)
 
     async def _unload(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = request[BODY] or {}
         model = self.model(str(body.get("instance_id", "")))
         if model is None or not model.loaded:  # guess: undocumented error body
             return self._error(404, f"No loaded model instance {body.get('instance_id')!r}", param="instance_id")
@@ -318,7 +319,7 @@ class LMStudioEmulation:
         return {"tokens_per_second": 50.0, "time_to_first_token": 0.05, "generation_time": 0.2, "stop_reason": stop}
 
     async def _inference(self, request: web.Request, kind: Literal["chat", "text"]) -> web.StreamResponse:
-        body = request["json"]
+        body = request[BODY]
         if not isinstance(body, dict):
             return web.json_response({"error": "Invalid JSON body"}, status=400)  # guess
         fmt = body.get("response_format")
@@ -385,7 +386,7 @@ class LMStudioEmulation:
         return await self._inference(request, "text")
 
     async def _embeddings(self, request: web.Request) -> web.Response:
-        body = request["json"]
+        body = request[BODY]
         if not isinstance(body, dict):
             return web.json_response({"error": "Invalid JSON body"}, status=400)
         model = self._resolve(body)
