@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .errors import ShimError
+from .loader import Loader
 from .registry import Registry
-from .routes import meta, models, passthrough
+from .routes import embed, generation, meta, models, passthrough
 from .routes.http import error_response
 from .routes.state import STATE, AppState
 from .settings import Settings
@@ -50,7 +51,8 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_boundary])
     upstream = Upstream(settings.timeouts)
-    app[STATE] = AppState(settings=settings, upstream=upstream, registry=Registry(settings, upstream))
+    registry = Registry(settings, upstream)
+    app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=Loader(upstream, registry))
 
     async def start(_: web.Application) -> None:
         await upstream.start()
@@ -60,6 +62,6 @@ def create_app(settings: Settings) -> web.Application:
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
-    for module in (meta, models, passthrough):
+    for module in (meta, models, generation, embed, passthrough):
         module.add_routes(app)
     return app

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from ..loader import Loader
 from ..registry import Registry
 from ..settings import Settings
 from ..upstream import Upstream
@@ -22,6 +23,7 @@ class AppState:
     settings: Settings
     upstream: Upstream
     registry: Registry
+    loader: Loader
     ignored_options_logged: set[str] = field(default_factory=set)
 
     def note_ignored(self, names: list[str] | tuple[str, ...], backend_kind: str) -> None:

@@ -81,3 +81,13 @@ class LMStudioV1Model(msgspec.Struct):
 
 class LMStudioV1ModelList(msgspec.Struct):
     models: list[LMStudioV1Model] = msgspec.field(default_factory=list)
+
+
+class ModelLoadRequest(msgspec.Struct):
+    """llama.cpp router ``/models/load|unload`` and LM Studio ``/api/v1/models/load``."""
+
+    model: str
+
+
+class LMStudioUnloadRequest(msgspec.Struct):
+    instance_id: str

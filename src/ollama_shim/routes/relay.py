@@ -1,0 +1,107 @@
+"""Send a translated request to its backend and bring the answer back in Ollama's shape.
+
+``complete`` (one JSON object) and ``stream`` (NDJSON, line per upstream chunk) share the
+retry rule: only before any byte went to the client, a backend that says no model is loaded
+("No models loaded", llama.cpp's 503 "Loading model") gets a load request and a bounded retry
+with backoff. Time spent there is reported as ``load_duration``. After the first line, a
+failure becomes a last ``{"error": ...}`` line; text already sent is never sent again.
+
+May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.sse``, ``ollama_shim.translate``,
+``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from aiohttp import web
+
+from ..errors import ShimError, UpstreamStatus
+from ..registry import Resolved
+from ..sse import SSEDecoder
+from ..translate.response import completion_to_chat, completion_to_generate
+from ..translate.stream import OllamaChunk, StreamContext, StreamTranslator
+from ..wire.openai import ChatCompletion
+from .http import NdjsonStream, json_response
+from .state import AppState, log
+
+T = TypeVar("T")
+
+RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def needs_load(exc: UpstreamStatus) -> bool:
+    """The backend refused because the model is not (yet) loaded."""
+    text = exc.message.lower()
+    return "no models loaded" in text or (exc.status == 503 and "loading" in text)
+
+
+async def with_load_retry(state: AppState, resolved: Resolved, attempt: Callable[[], Awaitable[T]]) -> T:
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            return await attempt()
+        except UpstreamStatus as exc:
+            if delay is None or not needs_load(exc):
+                raise
+            log.info("%s is not loaded on %s (%s); loading and retrying", resolved.record.upstream_id,
+                     resolved.backend.root, exc.message)
+            with contextlib.suppress(ShimError):
+                await state.loader.load(resolved)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+async def complete(
+    state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
+) -> web.Response:
+    """One upstream answer -> one Ollama object (``stream: false``)."""
+    async def attempt() -> ChatCompletion:
+        return await state.upstream.post_json(resolved.backend, path, body, ChatCompletion)
+
+    completion = await with_load_retry(state, resolved, attempt)
+    translate = completion_to_chat if ctx.endpoint == "chat" else completion_to_generate
+    return json_response(translate(completion, ctx))
+
+
+async def stream(
+    request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
+) -> web.StreamResponse:
+    """Upstream SSE -> Ollama NDJSON, chunk by chunk."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def attempt() -> AsyncIterator[bytes]:
+            return await stack.enter_async_context(state.upstream.stream(resolved.backend, path, body))
+
+        chunks = await with_load_retry(state, resolved, attempt)
+        ctx = dataclasses.replace(ctx, load_ns=time.monotonic_ns() - ctx.started_ns)
+        out = NdjsonStream(request)
+        try:
+            await _pump(chunks, StreamTranslator(ctx), out)
+        except ShimError as exc:
+            if not out.started:
+                raise  # nothing was sent: the error boundary answers with the right status
+            log.warning("stream from %s broke: %s", resolved.backend.root, exc.message)
+            await out.write_error(exc.message)
+        return await out.finish()
+
+
+async def _pump(chunks: AsyncIterator[bytes], translator: StreamTranslator, out: NdjsonStream) -> None:
+    decoder = SSEDecoder()
+    async for data in chunks:
+        lines: list[OllamaChunk] = []
+        try:
+            for event in decoder.feed(data):
+                lines += translator.feed_event(event)
+        finally:  # what was translated before a failure still goes out, once
+            await out.write_many(lines)
+        if translator.finished:
+            return
+    for event in decoder.close():
+        await out.write_many(translator.feed_event(event))
+    if not translator.finished:  # the backend ended without [DONE]: tolerated
+        await out.write_many(translator.finish())
