@@ -1,0 +1,59 @@
+"""Run the real shim on a free loopback port for a test.
+
+``shim_in_loop(*argv)`` starts it in the running event loop (for async tests that also run an
+in-process upstream such as the LM Studio emulation, driven with ``ollama.AsyncClient``).
+``ShimThread(*argv)`` runs it in a thread with its own loop, for sync tests that use the
+official blocking ``ollama.Client``. Both take the same arguments as the ``ollama-shim`` command;
+the environment is never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+
+from ollama_shim.server import start
+from ollama_shim.settings import Settings, load_settings
+
+from . import free_port
+
+
+def shim_settings(*argv: str) -> Settings:
+    return load_settings(["--listen", f"127.0.0.1:{free_port()}", *argv], {})
+
+
+def url_of(settings: Settings) -> str:
+    return f"http://{settings.host}:{settings.port}"
+
+
+@contextlib.asynccontextmanager
+async def shim_in_loop(*argv: str) -> AsyncIterator[str]:
+    settings = shim_settings(*argv)
+    runner = await start(settings)
+    try:
+        yield url_of(settings)
+    finally:
+        await runner.cleanup()
+
+
+class ShimThread:
+    """``with ShimThread("--backend", url) as base_url: ...``"""
+
+    def __init__(self, *argv: str) -> None:
+        self.settings = shim_settings(*argv)
+        self.url = url_of(self.settings)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="shim", daemon=True)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        self._runner = asyncio.run_coroutine_threadsafe(start(self.settings), self._loop).result(30)
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
