@@ -35,6 +35,9 @@ class Dialect:
     # Whether a `role: tool` message may carry the tool's `name` (OpenAI documents only
     # `tool_call_id` there; llama.cpp templates and Ollama's own adapter use `name`).
     sends_tool_name: bool = True
+    # OpenAI's strict mode demands additionalProperties:false and every property required, which
+    # a client's schema rarely has; elsewhere strict is harmless or ignored.
+    strict_json_schema: bool = True
 
 
 _STANDARD = frozenset({"temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"})
@@ -69,12 +72,14 @@ OPENAI = Dialect(
     max_tokens_field="max_completion_tokens",
     think_style="reasoning_effort",
     sends_tool_name=False,
+    strict_json_schema=False,
 )
 OPENROUTER = Dialect(
     kind="openrouter",
     sampling_keys=_STANDARD | {"top_k", "min_p"},
     repeat_penalty_field="repetition_penalty",
     think_style="openrouter_reasoning",
+    strict_json_schema=False,
 )
 # An unknown OpenAI-compatible server: send only what every such server accepts.
 GENERIC = Dialect(kind="generic", sampling_keys=_STANDARD | {"top_k"}, think_style="none")

@@ -210,7 +210,9 @@ def format_to_response_format(fmt: Any, dialect: Dialect) -> oai.ResponseFormat 
         return oai.ResponseFormat(type="json_object")
     if isinstance(fmt, dict):
         return oai.ResponseFormat(
-            type="json_schema", json_schema=oai.JSONSchemaFormat(name="schema", schema=fmt, strict=True)
+            type="json_schema", json_schema=oai.JSONSchemaFormat(
+                name="schema", schema=fmt, strict=True if dialect.strict_json_schema else None
+            ),
         )
     shown = msgspec.json.encode(fmt).decode()
     raise BadRequest(f'invalid format: {shown}; expected "json" or a valid JSON Schema object')
