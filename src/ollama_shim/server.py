@@ -20,8 +20,6 @@ from .settings import Settings, is_loopback
 
 log = logging.getLogger("ollama_shim")
 
-SHUTDOWN_GRACE = 10.0
-
 
 class ServeError(Exception):
     """The server could not start; the message is one line for the user."""
@@ -30,7 +28,7 @@ class ServeError(Exception):
 async def start(settings: Settings, *, reuse_port: bool = False) -> web.AppRunner:
     """Bind and start serving; return the runner (``await runner.cleanup()`` stops it)."""
     runner = web.AppRunner(
-        create_app(settings), handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
+        create_app(settings), handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
@@ -54,7 +52,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
-        log.info("shutting down: finishing open requests for up to %.0f s", SHUTDOWN_GRACE)
+        log.info("shutting down: finishing open requests for up to %.0f s", settings.shutdown_grace)
     finally:
         await runner.cleanup()
 

@@ -67,6 +67,8 @@ class Settings:
     max_body_bytes: int = 100 * 1024 * 1024
     api_key: str | None = None
     origins: tuple[str, ...] = ()
+    workers: int = 1
+    shutdown_grace: float = 10.0
 
 
 # ---------------------------------------------------------------------------
@@ -162,6 +164,8 @@ _OPTIONS: dict[str, tuple[type, str]] = {
     "max_body_bytes": (int, "largest request body accepted"),
     "api_key": (str, "require this bearer token from clients"),
     "origins": (list, "extra allowed CORS origins (also OLLAMA_ORIGINS)"),
+    "workers": (int, "server processes sharing the port (SO_REUSEPORT)"),
+    "shutdown_grace": (float, "seconds running streams may take to finish at shutdown"),
 }
 
 
@@ -284,4 +288,6 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         max_body_bytes=_number("max_body_bytes", merged.get("max_body_bytes", Settings.max_body_bytes), int),
         api_key=merged.get("api_key") or None,
         origins=tuple(o.strip() for o in origins),
+        workers=max(1, _number("workers", merged.get("workers", 1), int)),
+        shutdown_grace=_number("shutdown_grace", merged.get("shutdown_grace", 10.0), float),
     )
