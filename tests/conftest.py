@@ -4,8 +4,9 @@
   (``.url`` is the base URL without ``/v1``).
 - ``llama_router`` (session): router mode over ``.cache/models`` (SmolLM2 and gemma-3-270m),
   models loaded on demand, at most one at a time.
-- ``llama_embed`` (session): SmolLM2 with ``--embeddings --pooling mean``; a separate server,
-  since this build refuses chat completions in embeddings mode.
+- ``llama_embed`` (session): SmolLM2 with ``--embeddings --pooling mean``. Chat works there too,
+  but it is kept apart from ``llama_single`` so that one behaves like a plain server (whose
+  ``/v1/embeddings`` answers 501).
 - ``lmstudio`` (function, async): a started ``LMStudioEmulation`` with its default models.
 
 A llama fixture whose binary or models are missing FAILS with a pointer to ``make setup``

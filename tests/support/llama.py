@@ -7,9 +7,14 @@ group, so a router's per-model child servers go too).
 
 Three shapes are used by the fixtures:
 
-- ``single(model)``: one model, ``-m FILE``;
-- ``router(models_dir)``: router mode, ``--models-dir DIR``, models loaded on demand;
-- ``embeddings(model)``: ``--embeddings --pooling mean`` (this build then refuses chat).
+- ``single(model)``: one model, ``-m FILE``; its ``/v1/models`` id is that path as given;
+- ``router(models_dir)``: router mode, ``--models-dir DIR``; ids are the file names without
+  ``.gguf``; each model runs in a child llama-server started on first use (``--models-max 1``:
+  loading one unloads the other);
+- ``embeddings(model)``: ``--embeddings --pooling mean``; chat completions still work there in
+  this build (``tests/test_backends_live.py`` pins that).
+
+Facts seen on this build are summarised in ``tests/fixtures/recorded/README.md``.
 """
 
 from __future__ import annotations
@@ -163,10 +168,13 @@ def single(model: Path, *extra: str, name: str = "single") -> LlamaServer:
 
 
 def router(models_dir: Path = MODELS_DIR, *extra: str, name: str = "router") -> LlamaServer:
-    """Router mode over every GGUF in ``models_dir``; at most one model loaded at a time."""
+    """Router mode over every GGUF in ``models_dir``; at most one model loaded at a time.
+
+    ``/health`` is 200 as soon as the router listens; models start ``unloaded``.
+    """
     return LlamaServer(["--models-dir", str(models_dir), "--models-max", "1", *SMALL, *extra], name=name)
 
 
 def embeddings(model: Path, *extra: str, name: str = "embed") -> LlamaServer:
-    """``--embeddings --pooling mean``: ``/v1/embeddings`` works, chat completions do not."""
+    """``--embeddings --pooling mean``: ``/v1/embeddings`` works (chat too, in this build)."""
     return LlamaServer(["-m", str(model), "--embeddings", "--pooling", "mean", *SMALL, *extra], name=name)
