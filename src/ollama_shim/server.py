@@ -44,8 +44,8 @@ async def start(settings: Settings, *, reuse_port: bool = False) -> web.AppRunne
     return runner
 
 
-async def serve(settings: Settings) -> None:
-    runner = await start(settings)
+async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    runner = await start(settings, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -57,8 +57,8 @@ async def serve(settings: Settings) -> None:
         await runner.cleanup()
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, *, reuse_port: bool = False) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, reuse_port=reuse_port))
