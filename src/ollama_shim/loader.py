@@ -10,16 +10,21 @@ May import: stdlib, msgspec, ``ollama_shim.upstream``, ``ollama_shim.registry``,
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import msgspec
 
-from .errors import UpstreamStatus
+from .errors import UpstreamStatus, UpstreamTimeout
 from .registry import Registry, Resolved
 from .upstream import Upstream
 from .wire.backends import LMStudioUnloadRequest, ModelLoadRequest
+from .wire.openai import ModelList
 
 log = logging.getLogger("ollama_shim.loader")
+
+POLL_INTERVAL = 0.2
 
 
 class _Ack(msgspec.Struct):
@@ -63,6 +68,22 @@ class Loader:
                 return False  # a single-model llama-server has no router endpoints
             if not _already_done(exc):
                 raise
+        if resolved.dialect.kind == "llamacpp":  # the router answers at once and loads in the background
+            await self._wait_for(resolved, "loaded" if verb == "load" else "unloaded")
         log.info("%sed %s on %s", verb, resolved.record.upstream_id, resolved.backend.root)
         self._registry.invalidate()
         return True
+
+    async def _wait_for(self, resolved: Resolved, state: str) -> None:
+        """Poll llama.cpp's router until the model reaches ``state`` (or failed loading)."""
+        deadline = time.monotonic() + (self._upstream.timeouts.first_byte or 600.0)
+        model = resolved.record.upstream_id
+        while time.monotonic() < deadline:
+            listing = await self._upstream.get_json(resolved.backend, "/v1/models", ModelList)
+            status = next((e.status or {} for e in listing.data if e.id == model), {})
+            if status.get("value", state) == state:
+                return
+            if status.get("failed"):
+                raise UpstreamStatus(f"backend failed to load {model} (exit code {status.get('exit_code')})", 500)
+            await asyncio.sleep(POLL_INTERVAL)
+        raise UpstreamTimeout(f"backend did not finish loading {model} in time")

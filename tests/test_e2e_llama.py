@@ -1,0 +1,146 @@
+"""End to end with real components: the official ollama client -> the shim -> a real llama-server.
+
+Single-model mode (SmolLM2-135M), router mode (SmolLM2 and gemma-3-270m, loaded on demand) and
+an embeddings server. Generations are short (num_predict) and greedy to stay fast on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import ollama
+import pytest
+
+from support.llama import LlamaServer
+from support.shim import ShimThread
+
+SMOL = "SmolLM2-135M-Instruct.Q4_1:latest"
+GEMMA = "gemma-3-270m-q4_k_m:latest"
+FAST = {"num_predict": 8, "temperature": 0, "seed": 1}
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+@pytest.fixture(scope="module")
+def single(llama_single: LlamaServer) -> Iterator[ollama.Client]:
+    with ShimThread("--backend", llama_single.url + "/v1") as url:
+        yield ollama.Client(host=url, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def router(llama_router: LlamaServer) -> Iterator[ollama.Client]:
+    with ShimThread("--backend", llama_router.url, "--catalog-ttl", "0") as url:
+        yield ollama.Client(host=url, timeout=300)
+
+
+# ---------------------------------------------------------------------------
+# Catalog
+# ---------------------------------------------------------------------------
+
+
+def test_single_list_show_ps_carry_real_metadata(single: ollama.Client, llama_single: LlamaServer) -> None:
+    _, models = llama_single.get("/v1/models")
+    meta = models["data"][0]["meta"]
+    listed = single.list().models
+    assert [m.model for m in listed] == [SMOL]
+    entry = listed[0]
+    assert entry.size == meta["size"] and len(entry.digest or "") == 64
+    assert entry.details.family == "llama" and entry.details.format == "gguf"
+    assert entry.details.quantization_level == "Q4_1" and entry.details.parameter_size.endswith("M")
+    shown = single.show("smollm2-135m-instruct.q4_1")  # case and tag do not matter
+    _, props = llama_single.get("/props")
+    assert shown.modelinfo["llama.context_length"] == props["default_generation_settings"]["n_ctx"]
+    assert shown.modelinfo["general.parameter_count"] == meta["n_params"]
+    assert {"completion", "tools"} <= set(shown.capabilities or [])
+    running = single.ps().models
+    assert [m.model for m in running] == [SMOL] and running[0].context_length == props[
+        "default_generation_settings"]["n_ctx"]
+
+
+def test_v1_models_through_the_shim_equals_the_backend(single: ollama.Client, llama_single: LlamaServer) -> None:
+    through = httpx.get(str(single._client.base_url) + "/v1/models").json()
+    _, direct = llama_single.get("/v1/models")
+    for doc in (through, direct):
+        for item in doc.get("data", []):
+            item.pop("created", None)  # llama-server stamps the time of each answer
+    assert through == direct
+
+
+def test_router_lists_both_models_and_tracks_loading(router: ollama.Client) -> None:
+    names = {m.model for m in router.list().models}
+    assert names == {SMOL, GEMMA}
+    for name in names:
+        shown = router.show(name)
+        assert "completion" in (shown.capabilities or [])
+        assert shown.details.quantization_level in ("Q4_1", "Q4_K_M")
+    loaded = router.chat(model=GEMMA, messages=[])
+    assert loaded.done_reason == "load"
+    assert GEMMA in {m.model for m in router.ps().models}
+    answer = router.chat(model=SMOL, messages=HELLO, options=FAST)
+    assert answer.message.content
+    assert SMOL in {m.model for m in router.ps().models}
+    unloaded = router.generate(model=SMOL, prompt="", keep_alive=0)
+    assert unloaded.done_reason == "unload"
+    assert SMOL not in {m.model for m in router.ps().models}
+
+
+# ---------------------------------------------------------------------------
+# Chat and generate
+# ---------------------------------------------------------------------------
+
+
+def test_chat_streaming_and_not(single: ollama.Client) -> None:
+    parts = list(single.chat(model=SMOL, messages=HELLO, options=FAST, stream=True))
+    assert parts[-1].done and parts[-1].done_reason in ("stop", "length")
+    assert all(not p.done for p in parts[:-1]) and "".join(p.message.content for p in parts)
+    whole = single.chat(model=SMOL, messages=HELLO, options=FAST)
+    assert whole.message.role == "assistant" and whole.message.content
+    assert whole.prompt_eval_count and whole.eval_count and whole.eval_duration and whole.total_duration
+
+
+def test_num_predict_gives_done_reason_length(single: ollama.Client) -> None:
+    answer = single.generate(model=SMOL, prompt="Count from one to one hundred.", options={**FAST, "num_predict": 3})
+    assert answer.done_reason == "length" and answer.eval_count == 3
+
+
+def test_generate_streaming_carries_response_not_message(single: ollama.Client) -> None:
+    parts = list(single.generate(model=SMOL, prompt="Hi", options=FAST, stream=True))
+    assert "".join(p.response for p in parts)
+    assert parts[-1].done and all(getattr(p, "message", None) is None for p in parts)
+
+
+def test_raw_generate_goes_to_completions(single: ollama.Client) -> None:
+    answer = single.generate(model=SMOL, prompt="The capital of France is", raw=True, options=FAST)
+    assert answer.response and answer.done_reason in ("stop", "length")
+
+
+def test_format_schema_produces_valid_json(single: ollama.Client) -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"]}
+    answer = single.chat(model=SMOL, messages=[{"role": "user", "content": "Give a person as JSON."}],
+                         format=schema, options={"num_predict": 60, "temperature": 0})
+    doc = json.loads(answer.message.content)
+    assert isinstance(doc["name"], str) and isinstance(doc["age"], int)
+
+
+def test_format_json_produces_json(single: ollama.Client) -> None:
+    answer = single.generate(model=SMOL, prompt="A JSON object with a key a.", format="json",
+                             options={"num_predict": 40, "temperature": 0})
+    # The grammar forces an object from the first token; a tiny model may still run out of tokens.
+    assert answer.response.lstrip().startswith("{")
+    if answer.done_reason == "stop":
+        assert isinstance(json.loads(answer.response), dict)
+
+
+def test_embed_and_legacy_embeddings(llama_embed: LlamaServer) -> None:
+    with ShimThread("--backend", llama_embed.url) as url:
+        client = ollama.Client(host=url, timeout=300)
+        out = client.embed(model=SMOL, input=["hello", "world"])
+        assert len(out.embeddings) == 2 and len(out.embeddings[0]) == 576
+        assert abs(sum(x * x for x in out.embeddings[0]) - 1) < 1e-5
+        assert out.embeddings[0] != out.embeddings[1] and out.prompt_eval_count
+        cut = client.embed(model=SMOL, input="hello", dimensions=8)
+        assert len(cut.embeddings[0]) == 8
+        legacy = client.embeddings(model=SMOL, prompt="hello")
+        assert len(legacy.embedding) == 576
