@@ -36,6 +36,15 @@ def test_inference_from_id(upstream_id: str, family: str, params: str, quant: st
 
 
 @pytest.mark.parametrize(
+    ("ftype", "quant"),
+    [("Q4_K - Medium", "Q4_K_M"), ("Q4_K - Small", "Q4_K_S"), ("Q4_1", "Q4_1"), ("Q8_0", "Q8_0"),
+     ("IQ4_XS - 4.25 bpw", "IQ4_XS"), ("all F32", "F32"), ("BF16", "BF16"), ("", "")],
+)
+def test_quantization_from_llamacpp_ftype(ftype: str, quant: str) -> None:
+    assert catalog.quantization_from_ftype(ftype) == quant
+
+
+@pytest.mark.parametrize(
     ("upstream_id", "caps"),
     [
         ("llama-3-8b", ("completion", "tools")),

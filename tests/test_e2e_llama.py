@@ -13,6 +13,7 @@ import httpx
 import ollama
 import pytest
 
+from support import llama as llama_support
 from support.llama import LlamaServer
 from support.shim import ShimThread
 
@@ -56,6 +57,23 @@ def test_single_list_show_ps_carry_real_metadata(single: ollama.Client, llama_si
     running = single.ps().models
     assert [m.model for m in running] == [SMOL] and running[0].context_length == props[
         "default_generation_settings"]["n_ctx"]
+
+
+def test_gemma_single_list_show_ps_carry_real_metadata() -> None:
+    with llama_support.single(llama_support.model_file(llama_support.GEMMA), name="gemma") as server, \
+            ShimThread("--backend", server.url) as url:
+        client = ollama.Client(host=url, timeout=300)
+        _, models = server.get("/v1/models")
+        meta = models["data"][0]["meta"]
+        entry = client.list().models[0]
+        assert entry.model == GEMMA and entry.size == meta["size"]
+        assert entry.details.family == "gemma3" and entry.details.quantization_level == "Q4_K_M"
+        shown = client.show("gemma-3-270m-q4_k_m")
+        assert shown.modelinfo["general.architecture"] == "gemma3"
+        assert shown.modelinfo["gemma3.context_length"] == 2048
+        assert shown.modelinfo["gemma3.embedding_length"] == meta["n_embd"]
+        assert shown.details.parameter_size == entry.details.parameter_size.upper() != ""
+        assert [m.model for m in client.ps().models] == [GEMMA]
 
 
 def test_v1_models_through_the_shim_equals_the_backend(single: ollama.Client, llama_single: LlamaServer) -> None:

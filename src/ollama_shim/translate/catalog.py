@@ -108,6 +108,16 @@ def infer_parameter_size(upstream_id: str) -> str:
     return f"{found.group(1)}{found.group(2).upper()}" if found else ""
 
 
+_FTYPE_SIZES = {"small": "_S", "medium": "_M", "large": "_L", "extra small": "_XS"}
+
+
+def quantization_from_ftype(ftype: str) -> str:
+    """llama.cpp's file type name as Ollama prints it: ``Q4_K - Medium`` -> ``Q4_K_M``."""
+    name, _, rest = ftype.partition(" - ")
+    name = name.removeprefix("all ").strip().upper()
+    return name + _FTYPE_SIZES.get(rest.strip().lower(), "")
+
+
 def infer_capabilities(upstream_id: str) -> tuple[str, ...]:
     lowered = upstream_id.lower()
     if any(h in lowered for h in _EMBEDDING_HINTS):
@@ -197,7 +207,7 @@ def record_from_llamacpp(
         size=_int(meta, "size") or 0,
         parameter_count=n_params,
         parameter_size=human_number(n_params) if n_params else rec.parameter_size,
-        quantization_level=str(meta.get("ftype") or "") or rec.quantization_level,
+        quantization_level=quantization_from_ftype(str(meta.get("ftype") or "")) or rec.quantization_level,
         context_length=slot_ctx or _int(meta, "n_ctx_train"),
         max_context_length=_int(meta, "n_ctx_train"),
         embedding_length=_int(meta, "n_embd"),
