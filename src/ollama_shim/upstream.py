@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -40,6 +40,18 @@ def error_message(body: bytes) -> str:
     if parsed.error is not None and parsed.error.message:
         return parsed.error.message
     return parsed.message or parsed.detail or body.decode("utf-8", "replace").strip()[:2000]
+
+
+def _cause(exc: BaseException) -> str:
+    """Why an aiohttp error happened, in a few words: the OS error if there was one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the connection closed before the end"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 class Upstream:
@@ -82,14 +94,54 @@ class Upstream:
             yield
         except UpstreamError:
             raise
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise UpstreamUnreachable(
+                f"cannot reach backend at {backend.root}: no connection within {self.timeouts.connect:g} s"
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamUnreachable(f"cannot reach backend at {backend.root}: {exc.os_error or exc}") from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout(f"backend at {backend.root} did not answer in time") from exc
+            raise UpstreamTimeout(self._timeout_text(backend)) from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise UpstreamProtocol(f"backend at {backend.root} closed the connection without answering") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamProtocol(f"backend at {backend.root} broke off its answer ({_cause(exc)})") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamProtocol(f"backend at {backend.root} broke the connection: {exc}") from exc
+            raise UpstreamProtocol(f"backend at {backend.root} broke the connection: {_cause(exc)}") from exc
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise UpstreamProtocol(f"backend at {backend.root} sent an invalid response: {exc}") from exc
+
+    def _stalled_text(self, backend: Backend, started: bool) -> str:
+        if started:
+            return f"backend at {backend.root} stopped sending for {self.timeouts.idle:g} s (idle timeout)"
+        return self._first_byte_text(backend, self.timeouts.first_byte)
+
+    @staticmethod
+    def _first_byte_text(backend: Backend, seconds: float) -> str:
+        return f"backend at {backend.root} sent nothing for {seconds:g} s (first-byte timeout)"
+
+    def _timeout_text(self, backend: Backend) -> str:
+        total = self.timeouts.total
+        limit = f" (total timeout {total:g} s)" if total else ""
+        return f"backend at {backend.root} did not answer in time{limit}"
+
+    def _deadline(self, seconds: float | None = None) -> float | None:
+        """The loop time the first byte must come by: ``seconds`` (default first_byte) from now."""
+        seconds = seconds or self.timeouts.first_byte
+        return asyncio.get_running_loop().time() + seconds if seconds else None
+
+    @contextlib.asynccontextmanager
+    async def _before(self, backend: Backend, deadline: float | None) -> AsyncIterator[None]:
+        """Run the block under ``deadline``; its expiry is the first-byte timeout, errors mapped."""
+        with self._mapped_errors(backend):
+            started = asyncio.get_running_loop().time()
+            try:
+                async with asyncio.timeout_at(deadline) as limit:
+                    yield
+            except TimeoutError as exc:
+                if not limit.expired() or deadline is None:
+                    raise
+                raise UpstreamTimeout(self._first_byte_text(backend, round(deadline - started, 1))) from exc
 
     async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
         if resp.status >= 400:
@@ -98,57 +150,78 @@ class Upstream:
 
     async def get_json(self, backend: Backend, path: str, type_: type[T], *, limit: float | None = None) -> T:
         """GET ``backend.root + path`` and decode it as ``type_``."""
-        with self._mapped_errors(backend):
-            async with asyncio.timeout(limit or self.timeouts.first_byte or None):
-                async with self.session.get(backend.root + path, headers=self._headers(backend)) as resp:
-                    await self._raise_for_status(resp)
-                    return msgspec.json.decode(await resp.read(), type=type_)
+        url, headers = backend.root + path, self._headers(backend)
+        async with self._before(backend, self._deadline(limit)), self.session.get(url, headers=headers) as resp:
+            await self._raise_for_status(resp)
+            return msgspec.json.decode(await resp.read(), type=type_)
 
     async def post_json(self, backend: Backend, path: str, body: bytes, type_: type[T]) -> T:
-        """POST a JSON body and decode the whole JSON answer as ``type_``."""
-        with self._mapped_errors(backend):
-            async with asyncio.timeout(self.timeouts.first_byte or None):
-                async with self.session.post(
-                    backend.root + path, data=body, headers=self._headers(backend, _JSON)
-                ) as resp:
-                    await self._raise_for_status(resp)
-                    return msgspec.json.decode(await resp.read(), type=type_)
+        """POST a JSON body and decode the whole JSON answer as ``type_``.
+
+        The whole answer counts as the first byte: a non-streamed completion sends nothing before it is done.
+        """
+        url, headers = backend.root + path, self._headers(backend, _JSON)
+        async with self._before(backend, self._deadline()), self.session.post(url, data=body, headers=headers) as resp:
+            await self._raise_for_status(resp)
+            return msgspec.json.decode(await resp.read(), type=type_)
 
     @contextlib.asynccontextmanager
     async def stream(self, backend: Backend, path: str, body: bytes) -> AsyncIterator[AsyncIterator[bytes]]:
-        """POST a JSON body; yield an iterator over the response body's chunks as they come."""
-        with self._mapped_errors(backend):
-            async with asyncio.timeout(self.timeouts.first_byte or None):
-                resp = await self.session.post(backend.root + path, data=body, headers=self._headers(backend, _JSON))
+        """POST a JSON body; yield an iterator over the response body's chunks as they come.
+
+        One first-byte deadline covers the headers and the first body chunk together. Leaving
+        the block for any reason (done, failed, cancelled) closes the upstream connection.
+        """
+        deadline = self._deadline()
+        async with self._before(backend, deadline):
+            resp = await self.session.post(backend.root + path, data=body, headers=self._headers(backend, _JSON))
+        chunks = None
         try:
-            with self._mapped_errors(backend):
+            async with self._before(backend, deadline):
                 await self._raise_for_status(resp)
-            yield self.chunks(backend, resp)
+            chunks = self.chunks(backend, resp, deadline)
+            yield chunks
         finally:
+            if chunks is not None:
+                await chunks.aclose()
             resp.close()  # an early exit must drop the connection so the backend stops
 
-    async def chunks(self, backend: Backend, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """The response body as it arrives, under the first-byte and idle timeouts."""
+    async def chunks(
+        self, backend: Backend, resp: aiohttp.ClientResponse, first_deadline: float | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """The response body as it arrives, under the first-byte and idle timeouts.
+
+        ``first_deadline`` is the loop time by which the first chunk must come (by default
+        ``first_byte`` seconds from now); after that each chunk must follow the one before
+        within ``idle`` seconds. Time spent by our own consumer between chunks is not counted.
+        """
         loop = asyncio.get_running_loop()
         idle = self.timeouts.idle or None
-        first = self.timeouts.first_byte or None
+        if first_deadline is None and self.timeouts.first_byte:
+            first_deadline = loop.time() + self.timeouts.first_byte
+        started = False
         with self._mapped_errors(backend):
-            async with asyncio.timeout(loop.time() + first if first else None) as deadline:
-                async for data in resp.content.iter_any():
-                    deadline.reschedule(None)  # time our own client takes is not the backend's
-                    yield data
-                    deadline.reschedule(loop.time() + idle if idle else None)
+            try:
+                async with asyncio.timeout_at(first_deadline) as deadline:
+                    async for data in resp.content.iter_any():
+                        deadline.reschedule(None)
+                        started = True
+                        yield data
+                        deadline.reschedule(loop.time() + idle if idle else None)
+            except TimeoutError as exc:
+                if not deadline.expired():
+                    raise  # aiohttp's total timeout
+                raise UpstreamTimeout(self._stalled_text(backend, started)) from exc
 
     @contextlib.asynccontextmanager
     async def forward(
         self, backend: Backend, method: str, path_qs: str, headers: Mapping[str, str], body: Any
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send a request as it came (``/v1/*`` passthrough); yield the raw response, any status."""
-        with self._mapped_errors(backend):
-            async with asyncio.timeout(self.timeouts.first_byte or None):
-                resp = await self.session.request(
-                    method, backend.root + path_qs, data=body, headers=self._headers(backend, headers)
-                )
+        async with self._before(backend, self._deadline()):
+            resp = await self.session.request(
+                method, backend.root + path_qs, data=body, headers=self._headers(backend, headers)
+            )
         try:
             yield resp
         finally:
