@@ -88,5 +88,5 @@ backend: setup
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check src tests scripts
 
-bench: setup $(VENV)/.stamp-bench
+bench: $(VENV)/.stamp-bench
 	$(PY) bench/run.py $(ARGS)
