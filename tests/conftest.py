@@ -16,7 +16,7 @@ A llama fixture whose binary or models are missing FAILS with a pointer to ``mak
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import pytest_asyncio
@@ -36,9 +36,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.backend)
 
 
-def _serve(make: object) -> Iterator[llama_support.LlamaServer]:
+def _serve(make: Callable[[], llama_support.LlamaServer]) -> Iterator[llama_support.LlamaServer]:
     try:
-        server = make()  # type: ignore[operator]
+        server = make()
         server.start()
     except llama_support.SetupMissing as exc:
         pytest.fail(f"{exc} (the backend tests need the real llama-server and models)", pytrace=False)

@@ -89,7 +89,8 @@ class LlamaServer:
         self.ready_timeout = ready_timeout
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = LOG_DIR / f"llama-{name}.log"
+        self.log_path = LOG_DIR / f"llama-{name}.log"  # per port once started
+        self.ready = False
 
     @property
     def url(self) -> str:
@@ -99,6 +100,7 @@ class LlamaServer:
     def start(self) -> LlamaServer:
         exe = binary()
         self.port = free_port()
+        self.log_path = LOG_DIR / f"llama-{self.name}-{self.port}.log"  # concurrent runs in one tree
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         cmd = [str(exe), "--host", "127.0.0.1", "--port", str(self.port), *self.args]
         with self.log_path.open("wb") as log:
@@ -129,6 +131,7 @@ class LlamaServer:
             with contextlib.suppress(OSError):
                 status, _ = http_json(self.url + "/health", timeout=2)
                 if status == 200:
+                    self.ready = True
                     return
             time.sleep(0.2)
         raise TimeoutError(f"llama-server {self.name} not ready in {self.ready_timeout}s:\n{self.log_tail()}")
@@ -159,6 +162,8 @@ class LlamaServer:
         # A router's per-model children share the process group; make sure none is left.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+        if self.ready:  # a server that never came up keeps its log for a look
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> LlamaServer:
         return self.start()
