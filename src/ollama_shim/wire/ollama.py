@@ -64,14 +64,19 @@ Think = bool | str | None
 KeepAlive = float | str | None
 
 
-class ChatRequest(msgspec.Struct, omit_defaults=True):
+class _ModelRequest(msgspec.Struct, omit_defaults=True):
+    """Fields every model request shares (decoding only: their order does not matter)."""
+
     model: str = ""
-    messages: list[RequestMessage] | None = None
+    keep_alive: KeepAlive = None
+    options: JSONObject | None = None
+
+
+class _GenerationRequest(_ModelRequest, omit_defaults=True):
+    """Fields /api/chat and /api/generate share."""
+
     stream: bool | None = None
     format: Format = None
-    keep_alive: KeepAlive = None
-    tools: list[Tool] | None = None
-    options: JSONObject | None = None
     think: Think = None
     truncate: bool | None = None
     shift: bool | None = None
@@ -79,8 +84,12 @@ class ChatRequest(msgspec.Struct, omit_defaults=True):
     top_logprobs: int | None = None
 
 
-class GenerateRequest(msgspec.Struct, omit_defaults=True):
-    model: str = ""
+class ChatRequest(_GenerationRequest, omit_defaults=True):
+    messages: list[RequestMessage] | None = None
+    tools: list[Tool] | None = None
+
+
+class GenerateRequest(_GenerationRequest, omit_defaults=True):
     prompt: str = ""
     suffix: str | None = None
     system: str | None = None
@@ -88,31 +97,16 @@ class GenerateRequest(msgspec.Struct, omit_defaults=True):
     context: list[int] | None = None
     raw: bool | None = None
     images: list[str] | None = None
-    stream: bool | None = None
-    format: Format = None
-    keep_alive: KeepAlive = None
-    options: JSONObject | None = None
-    think: Think = None
-    truncate: bool | None = None
-    shift: bool | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
 
 
-class EmbedRequest(msgspec.Struct, omit_defaults=True):
-    model: str = ""
+class EmbedRequest(_ModelRequest, omit_defaults=True):
     input: str | list[Any] | None = None
     truncate: bool | None = None
     dimensions: int | None = None
-    keep_alive: KeepAlive = None
-    options: JSONObject | None = None
 
 
-class EmbeddingsRequest(msgspec.Struct, omit_defaults=True):
-    model: str = ""
+class EmbeddingsRequest(_ModelRequest, omit_defaults=True):
     prompt: str = ""
-    keep_alive: KeepAlive = None
-    options: JSONObject | None = None
 
 
 class ShowRequest(msgspec.Struct, omit_defaults=True):
