@@ -174,3 +174,17 @@ async def test_stream_lines_are_ndjson(lmstudio) -> None:
     docs = [json.loads(line) for line in lines[:-1]]
     assert docs[-1]["done"] is True and all(not d["done"] for d in docs[:-1])
     assert all("error" not in d for d in docs)
+
+
+async def test_suffix_needs_a_model_that_can_insert(client: ollama.AsyncClient, lmstudio) -> None:
+    with pytest.raises(ollama.ResponseError) as info:
+        await client.generate(model=CHAT_MODEL, prompt="def f(", suffix="return x")
+    assert info.value.status_code == 400 and info.value.error == f'"{CHAT_MODEL}" does not support insert'
+    assert lmstudio.bodies("/v1/completions") == []
+
+
+async def test_embedding_model_cannot_chat(client: ollama.AsyncClient, lmstudio) -> None:
+    embedder = next(m.key for m in lmstudio.models if m.type == "embeddings")
+    with pytest.raises(ollama.ResponseError) as info:
+        await client.chat(model=embedder, messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 400 and info.value.error == f'"{embedder}" does not support chat'

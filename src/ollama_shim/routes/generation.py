@@ -18,7 +18,7 @@ from aiohttp import web
 from ..errors import BadRequest, ModelNotFound, ShimError
 from ..registry import Resolved
 from ..timefmt import utc_timestamp
-from ..translate.catalog import COMPLETION
+from ..translate.catalog import COMPLETION, INSERT
 from ..translate.request import (
     ChatRequestPlan,
     chat_request_to_openai,
@@ -94,6 +94,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
         raise ModelNotFound("")  # Ollama answers 404 "model '' not found" here, not 400
     resolved = await state.registry.resolve(req.model)
     _check_can_complete(resolved, req.model, "generate")
+    if req.suffix and INSERT not in resolved.record.capabilities:
+        raise BadRequest(f'"{req.model}" does not support insert')
     if is_load_request(req):
         reason = await _load_only(state, resolved, req.keep_alive)
         done = ow.GenerateChunk(model=req.model, created_at=utc_timestamp(time.time_ns()), response="",
