@@ -5,7 +5,7 @@
 request takes the next ``Fault`` from ``script(...)``, else ``default``:
 
 - ``Fault()``: a normal answer of ``words`` words; ``delay`` seconds between stream chunks
-  (and before a non-streamed answer) makes it a *slow* backend;
+  (``delay * words`` before a non-streamed answer) makes it a *slow* backend;
 - ``Fault("reset", after=n)``: n words, then the TCP connection is reset (RST);
 - ``Fault("hang_headers")``: never answers; ``Fault("hang_body", after=n)``: n words, then silence;
 - ``Fault("garbage", after=n)``: n words, then a ``data:`` frame that is not JSON;
@@ -47,7 +47,7 @@ class Fault:
     after: int = 0  # words sent before the fault strikes
     status: int = 500
     message: str = "injected failure"
-    delay: float = 0.0  # seconds between chunks (and before a non-streamed answer)
+    delay: float = 0.0  # seconds between chunks (times ``words`` before a non-streamed answer)
     words: int = len(WORDS)
 
 
@@ -125,8 +125,14 @@ def _completion(words: int, *, chat: bool) -> dict[str, Any]:
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
     else:
         choice = {"index": 0, "text": text, "finish_reason": "stop"}
-    return {"id": "fault", "object": "chat.completion" if chat else "text_completion", "created": 1700000000,
-            "model": MODEL, "choices": [choice], "usage": _usage(words)}
+    return {
+        "id": "fault",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": 1700000000,
+        "model": MODEL,
+        "choices": [choice],
+        "usage": _usage(words),
+    }
 
 
 def _error_body(status: int, message: str) -> dict[str, Any]:
@@ -195,6 +201,7 @@ class FaultUpstream:
             if fault.kind == "hang_headers":
                 await asyncio.Event().wait()
             if fault.kind == "status":
+                call.completed = True
                 return web.json_response(_error_body(fault.status, fault.message), status=fault.status)
             if call.stream:
                 resp = await self._stream(request, fault, chat=chat)
@@ -207,7 +214,7 @@ class FaultUpstream:
             raise
 
     async def _whole(self, request: web.Request, fault: Fault, *, chat: bool) -> web.StreamResponse:
-        await asyncio.sleep(fault.delay)
+        await asyncio.sleep(fault.delay * fault.words)  # a slow backend computing the whole answer
         if fault.kind == "garbage":
             return web.Response(body=b"<html>not json</html>", content_type="application/json")
         if fault.kind == "error_frame":  # an error object on HTTP 200
