@@ -19,9 +19,19 @@ def _fraction(ns: int) -> str:
     return "." + (frac or "0")
 
 
+# The last second formatted: a stream stamps every chunk, mostly within the same second.
+_utc_second: tuple[int, str] = (-1, "")
+
+
 def utc_timestamp(ns: int) -> str:
     """``created_at``: UTC with the fraction, e.g. ``2025-10-26T17:21:21.196249Z``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // _NS)) + _fraction(ns) + "Z"
+    global _utc_second
+    seconds, text = _utc_second  # one tuple, read and replaced whole, so threads cannot mix two seconds
+    if seconds != ns // _NS:
+        seconds = ns // _NS
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _utc_second = (seconds, text)
+    return text + _fraction(ns) + "Z"
 
 
 def local_timestamp(ns: int) -> str:
