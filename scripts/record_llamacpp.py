@@ -62,6 +62,9 @@ def record_single() -> None:
         save_sse("llamacpp_chat_stream_usage", chat, {"messages": SHORT, "max_tokens": 64, **usage, **GREEDY})
         save_sse("llamacpp_chat_stream_length", chat, {"messages": MESSAGES, "max_tokens": 5, **usage, **GREEDY})
         save_sse("llamacpp_chat_stream_plain", chat, {"messages": MESSAGES, "max_tokens": 5, "stream": True, **GREEDY})
+        # Seed 2 at temperature 1.5 starts with an emoji made of three tokens: no role chunk at all.
+        emoji = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 3, "stream": True}
+        save_sse("llamacpp_chat_stream_no_role", chat, {**emoji, "seed": 2, "temperature": 1.5})
         save_sse(
             "llamacpp_completions_stream",
             srv.url + "/v1/completions",
