@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -41,10 +42,20 @@ async def shim(upstream: FaultUpstream):
         yield url
 
 
+async def eventually(check: Callable[[], Awaitable[bool]], limit: float, step: float = 0.01) -> None:
+    """Poll ``check`` until it is true; TimeoutError after ``limit`` seconds."""
+    async with asyncio.timeout(limit):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(step)
+
+
 async def wait_for_call(upstream: FaultUpstream, n: int = 1) -> None:
-    async with asyncio.timeout(BOUND):
-        while len(upstream.calls) < n:
-            await asyncio.sleep(0.005)
+    async def arrived() -> bool:
+        return len(upstream.calls) >= n
+
+    await eventually(arrived, BOUND, 0.005)
 
 
 async def closed_within_bound(upstream: FaultUpstream, hung_up_at: float) -> float:
@@ -106,9 +117,10 @@ async def test_shim_keeps_serving_after_disconnects(shim: str, upstream: FaultUp
             resp = await session.post(shim + "/api/chat", json={"model": MODEL, "messages": HI})
             await resp.content.readline()
             resp.close()
-        async with asyncio.timeout(BOUND):
-            while upstream.open_calls:
-                await asyncio.sleep(0.01)
+        async def all_closed() -> bool:
+            return not upstream.open_calls
+
+        await eventually(all_closed, BOUND)
         async with session.post(shim + "/api/chat", json={"model": MODEL, "messages": HI, "stream": False}) as ok:
             assert ok.status == 200 and (await ok.json())["done"] is True
 
@@ -133,9 +145,13 @@ async def test_llama_server_stops_generating_when_the_client_leaves(llama_single
         body = {"model": model, "prompt": "Write a very long story about a dragon.", "stream": stream,
                 "options": {"num_predict": 100_000, "temperature": 1.0, "seed": 1}}
         pending = asyncio.ensure_future(session.post(url + "/api/generate", json=body))
-        async with asyncio.timeout(60):  # the model is generating
-            while not await _slots_busy(session, llama_single):
-                await asyncio.sleep(0.05)
+        async def busy() -> bool:
+            return await _slots_busy(session, llama_single)
+
+        async def idle() -> bool:
+            return not await _slots_busy(session, llama_single)
+
+        await eventually(busy, 60, 0.05)  # the model is generating
         if stream:
             resp = await pending
             assert await resp.content.readline()
@@ -145,7 +161,5 @@ async def test_llama_server_stops_generating_when_the_client_leaves(llama_single
             with pytest.raises(asyncio.CancelledError):
                 await pending
         hung_up = time.monotonic()
-        async with asyncio.timeout(10):
-            while await _slots_busy(session, llama_single):
-                await asyncio.sleep(0.02)
+        await eventually(idle, 10, 0.02)
         print(f"llama-server idle {1000 * (time.monotonic() - hung_up):.0f} ms after the client hung up")

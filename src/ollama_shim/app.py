@@ -37,8 +37,8 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except ShimError as exc:
         return error_response(exc.status, exc.message)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, f"request body is larger than the limit of {exc.max_size} bytes")
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, f"request body is larger than the limit of {request.client_max_size} bytes")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

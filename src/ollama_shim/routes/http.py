@@ -33,8 +33,8 @@ async def read_body(request: web.Request, type_: type[T]) -> T:
     """The request body decoded as ``type_``; BadRequest/PayloadTooLarge in Ollama's words."""
     try:
         body = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(f"request body is larger than the limit of {exc.max_size} bytes") from None
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body is larger than the limit of {request.client_max_size} bytes") from None
     if not body.strip():
         raise BadRequest("missing request body")
     try:
