@@ -32,8 +32,9 @@ class _Ack(msgspec.Struct):
 
 
 def _already_done(exc: UpstreamStatus) -> bool:
+    """A load of a loaded model or an unload of an unloaded one (llama.cpp says "running")."""
     text = exc.message.lower()
-    return "already loaded" in text or "not loaded" in text
+    return any(s in text for s in ("already loaded", "already running", "not loaded", "not running"))
 
 
 class Loader:
