@@ -18,7 +18,7 @@ from aiohttp import web
 from .errors import ShimError
 from .loader import Loader
 from .registry import Registry
-from .routes import embed, generation, meta, models, passthrough
+from .routes import embed, generation, guard, meta, models, passthrough
 from .routes.http import error_response
 from .routes.state import STATE, AppState
 from .settings import Settings
@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> web.Application:
     upstream = Upstream(settings.timeouts)
     registry = Registry(settings, upstream)
     app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=Loader(upstream, registry))
+    guard.install(app, settings)  # API key and CORS, inside the boundary so their refusals are rendered
 
     async def start(_: web.Application) -> None:
         await upstream.start()

@@ -39,9 +39,17 @@ async def start(settings: Settings, *, reuse_port: bool = False) -> web.AppRunne
         raise ServeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
     backends = ", ".join(f"{b.root} ({b.kind})" for b in settings.backends)
     log.info("ollama-shim listening on http://%s:%d; backends: %s", settings.host, settings.port, backends)
-    if not is_loopback(settings.host) and not settings.api_key:
-        log.warning("listening on %s with no --api-key: anyone who can reach it can use the backends", settings.host)
+    warning = exposure_warning(settings)
+    if warning:
+        log.warning("%s", warning)
     return runner
+
+
+def exposure_warning(settings: Settings) -> str | None:
+    """What to warn about when the listening address is reachable from other machines with no key."""
+    if is_loopback(settings.host) or settings.api_key:
+        return None
+    return f"listening on {settings.host} with no --api-key: anyone who can reach it can use the backends"
 
 
 async def serve(settings: Settings, *, reuse_port: bool = False) -> None:

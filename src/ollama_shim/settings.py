@@ -65,7 +65,7 @@ class Settings:
     ollama_version: str = DEFAULT_OLLAMA_VERSION
     catalog_ttl: float = 10.0
     max_body_bytes: int = 100 * 1024 * 1024
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never printed, like Backend.key
     origins: tuple[str, ...] = ()
     workers: int = 1
     shutdown_grace: float = 10.0

@@ -13,7 +13,7 @@ request takes the next ``Fault`` from ``script(...)``, else ``default``:
   ``data: {"error": {...}}`` and the connection ends without ``[DONE]`` (llama.cpp's shape);
 - ``Fault("status", status=code, message=m)``: an HTTP error with an OpenAI error body.
 
-Every completion request is recorded as a ``Call``: its body, whether it was streamed, and
+Every completion request is recorded as a ``Call``: its body and headers, whether it was streamed, and
 ``closed`` (an ``asyncio.Event``) set with ``closed_at`` when the server saw its client go away
 before the answer was complete, which is how tests prove a disconnect reached the backend.
 
@@ -57,6 +57,7 @@ class Call:
     body: Any
     stream: bool
     started_at: float
+    headers: dict[str, str] = field(default_factory=dict)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     closed_at: float | None = None
     completed: bool = False
@@ -150,6 +151,7 @@ class FaultUpstream:
         self.default = default or Fault()
         self.calls: list[Call] = []
         self.model_listings = 0
+        self.listing_headers: dict[str, str] = {}
         self._script: deque[Fault] = deque()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -184,6 +186,7 @@ class FaultUpstream:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.model_listings += 1
+        self.listing_headers = dict(request.headers)
         return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "faults"}]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -195,7 +198,7 @@ class FaultUpstream:
     async def _serve(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         body = await request.json()
         fault = self._script.popleft() if self._script else self.default
-        call = Call(request.path, body, bool(body.get("stream")), time.monotonic())
+        call = Call(request.path, body, bool(body.get("stream")), time.monotonic(), dict(request.headers))
         self.calls.append(call)
         try:
             if fault.kind == "hang_headers":
