@@ -35,7 +35,7 @@ help:
 	@echo "make serve    run the shim (only the package is installed): make serve ARGS=\"--backend URL\""
 	@echo "make backend  llama-server in router mode on 127.0.0.1:8080 over $(MODELS_DIR)"
 	@echo "make lint     ruff"
-	@echo "make bench    setup, then bench/run.py"
+	@echo "make bench    benchmark against a scripted upstream (no llama build); writes docs/benchmarks.md"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "$(PYTHON) is " + sys.version.split()[0] + "; ollama-shim needs Python >= 3.11 (make PYTHON=python3.12 ...)")'
@@ -94,7 +94,7 @@ backend: setup
 		-c 4096 -t 2 -np 1 --no-webui $(ARGS)
 
 lint: $(VENV)/.stamp-test
-	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts bench
 
 bench: $(VENV)/.stamp-bench
 	$(PY) bench/run.py $(ARGS)
