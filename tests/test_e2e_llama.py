@@ -103,6 +103,12 @@ def test_router_lists_both_models_and_tracks_loading(router: ollama.Client) -> N
     assert SMOL not in {m.model for m in router.ps().models}
 
 
+def test_keep_alive_zero_unloads_after_the_answer(router: ollama.Client) -> None:
+    answer = router.chat(model=SMOL, messages=HELLO, options=FAST, keep_alive=0)
+    assert answer.message.content and answer.done
+    assert SMOL not in {m.model for m in router.ps().models}
+
+
 # ---------------------------------------------------------------------------
 # Chat and generate
 # ---------------------------------------------------------------------------
