@@ -5,6 +5,9 @@ a ``ShimError`` keeps its status and message, aiohttp's own 404/405/413 are give
 ``{"error": "..."}`` shape, and anything unexpected is logged with its traceback and answered
 500 without one. Failures after a stream began are written by the stream's own writer.
 
+Middleware order, outermost first: the error boundary, the lifecycle (requests in flight, for a
+graceful shutdown: ``routes.lifecycle``), the guard (API key and CORS: ``routes.guard``).
+
 May import: aiohttp.web, stdlib, ``ollama_shim.*``.
 """
 
@@ -20,6 +23,7 @@ from .loader import Loader
 from .registry import Registry
 from .routes import embed, generation, guard, meta, models, passthrough
 from .routes.http import error_response
+from .routes.lifecycle import LIFECYCLE, Lifecycle
 from .routes.state import STATE, AppState
 from .settings import Settings
 from .upstream import Upstream
@@ -49,7 +53,9 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_boundary])
+    lifecycle = Lifecycle()
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_boundary, lifecycle.middleware])
+    app[LIFECYCLE] = lifecycle
     upstream = Upstream(settings.timeouts)
     registry = Registry(settings, upstream)
     app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=Loader(upstream, registry))

@@ -2,9 +2,12 @@
 
 ``handler_cancellation=True`` makes aiohttp cancel a handler whose client went away, which is
 how a non-streaming request stops its backend too. A port that cannot be bound is a one-line
-``ServeError``, not a traceback.
+``ServeError``, not a traceback. On a signal the listening socket closes first, running requests
+get ``shutdown_grace`` seconds, and streams still running then end with an error line
+(``routes.lifecycle``); the process then exits 0.
 
-May import: aiohttp.web, asyncio, logging, signal, stdlib, ``ollama_shim.app``, ``ollama_shim.settings``.
+May import: aiohttp.web, asyncio, logging, signal, stdlib, ``ollama_shim.app``, ``ollama_shim.routes.lifecycle``,
+``ollama_shim.settings``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 from aiohttp import web
 
 from .app import create_app
+from .routes.lifecycle import LIFECYCLE
 from .settings import Settings, is_loopback
 
 log = logging.getLogger("ollama_shim")
@@ -53,16 +57,28 @@ def exposure_warning(settings: Settings) -> str | None:
 
 
 async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Serve until SIGINT/SIGTERM; then stop accepting, drain, and close (a second signal skips the grace)."""
     runner = await start(settings, reuse_port=reuse_port)
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lambda: hurry.set() if stop.is_set() else stop.set())
     try:
         await stop.wait()
-        log.info("shutting down: finishing open requests for up to %.0f s", settings.shutdown_grace)
+        await drain(runner, settings.shutdown_grace, hurry)
     finally:
         await runner.cleanup()
+
+
+async def drain(runner: web.AppRunner, grace: float, hurry: asyncio.Event | None = None) -> None:
+    """Stop accepting connections, let running requests finish for ``grace`` s, then end the rest."""
+    for site in list(runner.sites):
+        await site.stop()
+    lifecycle = runner.app[LIFECYCLE]
+    log.info("shutting down: %d request(s) running, waiting up to %g s", lifecycle.running, grace)
+    aborted = await lifecycle.drain(grace, hurry)
+    if aborted:
+        log.warning("shutting down: ended %d request(s) still running after the grace period", aborted)
 
 
 def run(settings: Settings, *, reuse_port: bool = False) -> None:

@@ -4,7 +4,8 @@
 retry rule: only before any byte went to the client, a backend that says no model is loaded
 ("No models loaded", llama.cpp's 503 "Loading model") gets a load request and a bounded retry
 with backoff. Time spent there is reported as ``load_duration``. After the first line, a
-failure becomes a last ``{"error": ...}`` line; text already sent is never sent again.
+failure becomes a last ``{"error": ...}`` line; text already sent is never sent again. So does
+a shutdown whose grace period ran out (``routes.lifecycle``).
 
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.sse``, ``ollama_shim.translate``,
 ``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``.
@@ -28,6 +29,7 @@ from ..translate.response import completion_to_chat, completion_to_generate
 from ..translate.stream import OllamaChunk, StreamContext, StreamTranslator
 from ..wire.openai import ChatCompletion
 from .http import NdjsonStream, json_response
+from .lifecycle import SHUTTING_DOWN, lifecycle_of
 from .state import AppState, log
 
 T = TypeVar("T")
@@ -87,6 +89,10 @@ async def stream(
                 raise  # nothing was sent: the error boundary answers with the right status
             log.warning("stream from %s broke: %s", resolved.backend.root, exc.message)
             await out.write_error(exc.message)
+        except asyncio.CancelledError:
+            if not out.started or not lifecycle_of(request).absorb():
+                raise  # the client left, or nothing was sent yet (the lifecycle middleware answers 503)
+            await out.write_error(SHUTTING_DOWN)  # the server is stopping and the grace period is over
         return await out.finish()
 
 
