@@ -2,7 +2,8 @@
 
 ``FaultUpstream`` serves ``GET /v1/models`` (one model, ``fault-model``) and
 ``POST /v1/chat/completions`` / ``/v1/completions``, streamed (SSE) or not. Each completion
-request takes the next ``Fault`` from ``script(...)``, else ``default``:
+request takes the next ``Fault`` from ``script(...)``, else the one ``by_prompt`` names for its
+last message (or prompt), else ``default``:
 
 - ``Fault()``: a normal answer of ``words`` words; ``delay`` seconds between stream chunks
   (``delay * words`` before a non-streamed answer) makes it a *slow* backend;
@@ -147,8 +148,10 @@ def _sse(obj: Any) -> bytes:
 class FaultUpstream:
     """``async with FaultUpstream() as up:``; ``up.url`` is the base URL (no ``/v1``)."""
 
-    def __init__(self, default: Fault | None = None) -> None:
+    def __init__(self, default: Fault | None = None, *, keep_calls: bool = True) -> None:
         self.default = default or Fault()
+        self.keep_calls = keep_calls  # False: forget a call once it is over (long soak runs)
+        self.by_prompt: dict[str, Fault] = {}  # a request whose last message is this text gets that fault
         self.calls: list[Call] = []
         self.model_listings = 0
         self.listing_headers: dict[str, str] = {}
@@ -182,6 +185,13 @@ class FaultUpstream:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def _by_prompt(self, body: dict[str, Any]) -> Fault | None:
+        if not self.by_prompt:
+            return None
+        messages = body.get("messages") or [{}]
+        text = body.get("prompt") if "prompt" in body else messages[-1].get("content")
+        return self.by_prompt.get(text) if isinstance(text, str) else None
+
     # -- handlers ----------------------------------------------------------------------------
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -197,7 +207,7 @@ class FaultUpstream:
 
     async def _serve(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         body = await request.json()
-        fault = self._script.popleft() if self._script else self.default
+        fault = self._script.popleft() if self._script else self._by_prompt(body) or self.default
         call = Call(request.path, body, bool(body.get("stream")), time.monotonic(), dict(request.headers))
         self.calls.append(call)
         try:
@@ -215,6 +225,9 @@ class FaultUpstream:
         except (asyncio.CancelledError, ConnectionResetError):
             call.mark_closed()
             raise
+        finally:
+            if not self.keep_calls:
+                self.calls.remove(call)
 
     async def _whole(self, request: web.Request, fault: Fault, *, chat: bool) -> web.StreamResponse:
         await asyncio.sleep(fault.delay * fault.words)  # a slow backend computing the whole answer
