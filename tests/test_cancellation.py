@@ -134,7 +134,16 @@ async def _slots_busy(session: aiohttp.ClientSession, llama: LlamaServer) -> boo
     return any(slot.get("is_processing") for slot in slots)
 
 
-@pytest.mark.parametrize("stream", [True, False])
+NON_STREAM_LIMIT = pytest.mark.xfail(
+    strict=True,
+    reason="this llama-server build does not notice a closed connection during a non-streamed completion: "
+    "called directly, without the shim, it also generates to the end (~8 s here). The shim does close the "
+    "connection at once (test_disconnect_while_backend_is_silent_closes_upstream[non-stream]); stopping the "
+    "backend needs non-streamed requests to be streamed upstream and gathered by the shim.",
+)
+
+
+@pytest.mark.parametrize("stream", [True, pytest.param(False, marks=NON_STREAM_LIMIT)], ids=["stream", "non-stream"])
 async def test_llama_server_stops_generating_when_the_client_leaves(llama_single: LlamaServer, stream: bool) -> None:
     async with (
         shim_in_loop("--backend", llama_single.url, "--first-byte-timeout", "120") as url,
@@ -161,5 +170,5 @@ async def test_llama_server_stops_generating_when_the_client_leaves(llama_single
             with pytest.raises(asyncio.CancelledError):
                 await pending
         hung_up = time.monotonic()
-        await eventually(idle, 10, 0.02)
+        await eventually(idle, 3, 0.02)  # a full generation here takes ~8 s
         print(f"llama-server idle {1000 * (time.monotonic() - hung_up):.0f} ms after the client hung up")
