@@ -80,10 +80,15 @@ async def test_chat_streams_and_sends_lmstudio_dialect(client: ollama.AsyncClien
 
 
 async def test_chat_not_streamed(client: ollama.AsyncClient, lmstudio) -> None:
-    lmstudio.script("all at once")
+    lmstudio.script(Reply("all at once", reasoning="first this"))
     answer = await client.chat(model=CHAT_MODEL + ":latest", messages=[{"role": "user", "content": "hi"}])
     assert answer.message.content == "all at once" and answer.done_reason == "stop"
-    assert answer.total_duration and answer.total_duration > 0
+    assert answer.message.thinking == "first this"
+    assert answer.total_duration and answer.total_duration > 0 and answer.eval_count == 3
+    # LM Studio runs llama.cpp, which stops generating for a client that left only while streaming:
+    # the shim asks for a stream and assembles the one answer.
+    sent = lmstudio.bodies("/v1/chat/completions")[-1]
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
 
 
 async def test_generate_goes_through_chat_with_system(client: ollama.AsyncClient, lmstudio) -> None:

@@ -75,7 +75,7 @@ async def _refuses_connections(url: str) -> bool:
         while True:
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, ConnectionResetError):  # a reset: caught while the listener closed
                 return True
             writer.close()
             await asyncio.sleep(0.02)

@@ -30,6 +30,9 @@ class Dialect:
     sends_ttl: bool = False
     # Whether `stream_options.include_usage` may be sent on a streamed request.
     stream_usage: bool = True
+    # Ask for a stream even when the client wants one object, and assemble it: llama.cpp notices a
+    # client that went away only while writing a stream, and would generate to the end for nobody.
+    stream_upstream: bool = False
     # Native model loading: "lmstudio" (/api/v1/models/load), "llamacpp_router" (/models/load).
     loader: Literal["lmstudio", "llamacpp_router", "none"] = "none"
     # Whether a `role: tool` message may carry the tool's `name` (OpenAI documents only
@@ -49,6 +52,7 @@ LLAMACPP = Dialect(
     repeat_penalty_field="repeat_penalty",
     json_mode="json_object",
     think_style="chat_template_kwargs",
+    stream_upstream=True,
 )
 LMSTUDIO = Dialect(
     kind="lmstudio",
@@ -57,6 +61,7 @@ LMSTUDIO = Dialect(
     json_mode="json_schema_object",  # LM Studio rejects json_object with a 400
     think_style="reasoning_effort",
     sends_ttl=True,
+    stream_upstream=True,  # its GGUF engine is llama.cpp
     loader="lmstudio",
 )
 VLLM = Dialect(

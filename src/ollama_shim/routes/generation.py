@@ -55,6 +55,8 @@ async def _run(
     path, body = plan_body
     if streaming:
         response = await relay.stream(request, state, resolved, path, body, ctx)
+    elif resolved.dialect.stream_upstream:
+        response = await relay.gather(state, resolved, path, body, ctx)
     else:
         response = await relay.complete(state, resolved, path, body, ctx)
     if wants_unload(keep_alive):
@@ -78,7 +80,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
                             done=True, done_reason=reason)
         return json_response(done)
     streaming = req.stream is not False
-    plan = chat_request_to_openai(req, resolved.record.upstream_id, resolved.dialect, stream=streaming)
+    upstream_streams = streaming or resolved.dialect.stream_upstream
+    plan = chat_request_to_openai(req, resolved.record.upstream_id, resolved.dialect, stream=upstream_streams)
     state.note_ignored([i.name for i in plan.ignored_options], resolved.dialect.kind)
     ctx = StreamContext(model=req.model, endpoint="chat", started_ns=started, hide_thinking=req.think is False,
                         want_tool_calls=bool(req.tools))
@@ -102,7 +105,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
                                 done=True, done_reason=reason)
         return json_response(done)
     streaming = req.stream is not False
-    plan = generate_request_to_openai(req, resolved.record.upstream_id, resolved.dialect, stream=streaming)
+    upstream_streams = streaming or resolved.dialect.stream_upstream
+    plan = generate_request_to_openai(req, resolved.record.upstream_id, resolved.dialect, stream=upstream_streams)
     state.note_ignored([i.name for i in plan.ignored_options], resolved.dialect.kind)
     path = "/v1/chat/completions" if isinstance(plan, ChatRequestPlan) else "/v1/completions"
     ctx = StreamContext(model=req.model, endpoint="generate", started_ns=started, hide_thinking=req.think is False,

@@ -25,7 +25,7 @@ from aiohttp import web
 from ..errors import ShimError, UpstreamStatus
 from ..registry import Resolved
 from ..sse import SSEDecoder
-from ..translate.response import completion_to_chat, completion_to_generate
+from ..translate.response import completion_to_ollama, merge_pieces
 from ..translate.stream import OllamaChunk, StreamContext, StreamTranslator
 from ..wire.openai import ChatCompletion
 from .http import NdjsonStream, json_response
@@ -66,8 +66,7 @@ async def complete(
         return await state.upstream.post_json(resolved.backend, path, body, ChatCompletion)
 
     completion = await with_load_retry(state, resolved, attempt)
-    translate = completion_to_chat if ctx.endpoint == "chat" else completion_to_generate
-    return json_response(translate(completion, ctx))
+    return json_response(completion_to_ollama(completion, ctx))
 
 
 async def stream(
@@ -96,18 +95,52 @@ async def stream(
         return await out.finish()
 
 
+def _feed(decoder: SSEDecoder, translator: StreamTranslator, data: bytes, sink: list[OllamaChunk]) -> None:
+    """Translate one read into ``sink``; on a failure, what came before it stays in ``sink``."""
+    for event in decoder.feed(data):
+        sink += translator.feed_event(event)
+
+
+def _feed_end(decoder: SSEDecoder, translator: StreamTranslator, sink: list[OllamaChunk]) -> None:
+    for event in decoder.close():
+        sink += translator.feed_event(event)
+    if not translator.finished:  # the backend ended without [DONE]: tolerated
+        sink += translator.finish()
+
+
 async def _pump(chunks: AsyncIterator[bytes], translator: StreamTranslator, out: NdjsonStream) -> None:
     decoder = SSEDecoder()
     async for data in chunks:
         lines: list[OllamaChunk] = []
         try:
-            for event in decoder.feed(data):
-                lines += translator.feed_event(event)
+            _feed(decoder, translator, data, lines)
         finally:  # what was translated before a failure still goes out, once
             await out.write_many(lines)
         if translator.finished:
             return
-    for event in decoder.close():
-        await out.write_many(translator.feed_event(event))
-    if not translator.finished:  # the backend ended without [DONE]: tolerated
-        await out.write_many(translator.finish())
+    lines = []
+    try:
+        _feed_end(decoder, translator, lines)
+    finally:
+        await out.write_many(lines)
+
+
+async def gather(state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext) -> web.Response:
+    """A streamed upstream answer assembled into one Ollama object (``stream: false`` on a backend
+    whose dialect says ``stream_upstream``), so that a client that leaves stops the backend too."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def attempt() -> AsyncIterator[bytes]:
+            return await stack.enter_async_context(state.upstream.stream(resolved.backend, path, body))
+
+        chunks = await with_load_retry(state, resolved, attempt)
+        translator = StreamTranslator(dataclasses.replace(ctx, load_ns=time.monotonic_ns() - ctx.started_ns))
+        decoder = SSEDecoder()
+        pieces: list[OllamaChunk] = []
+        async for data in chunks:
+            _feed(decoder, translator, data, pieces)
+            if translator.finished:
+                break
+        else:
+            _feed_end(decoder, translator, pieces)
+    return json_response(merge_pieces(pieces))

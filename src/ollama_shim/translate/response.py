@@ -69,6 +69,35 @@ def _joined(parts: list[str | None]) -> str:
     return "".join(part for part in parts if part)
 
 
+def merge_pieces(pieces: list[OllamaChunk]) -> OllamaChunk:
+    """Streamed pieces (ending with the done chunk) as one ``stream: false`` answer: text and
+    thinking concatenated, tool calls, ``done_reason`` and metrics from the done chunk."""
+    done = pieces[-1]
+    if isinstance(done, GenerateChunk):
+        return msgspec.structs.replace(
+            done,
+            response=_joined([p.response for p in pieces if isinstance(p, GenerateChunk)]),
+            thinking=_joined([p.thinking for p in pieces if isinstance(p, GenerateChunk)]) or None,
+        )
+    chats = [p for p in pieces if isinstance(p, ChatChunk)]
+    message = msgspec.structs.replace(
+        done.message,
+        content=_joined([p.message.content for p in chats]),
+        thinking=_joined([p.message.thinking for p in chats]) or None,
+    )
+    return msgspec.structs.replace(done, message=message)
+
+
+def completion_to_ollama(
+    resp: ChatCompletion,
+    ctx: StreamContext,
+    clock: Clock = time.monotonic_ns,
+    wallclock: Clock = time.time_ns,
+) -> OllamaChunk:
+    """The answer for ``stream: false``, in the shape of ``ctx.endpoint``."""
+    return merge_pieces(_translate_whole(resp, ctx, clock, wallclock))
+
+
 def completion_to_chat(
     resp: ChatCompletion,
     ctx: StreamContext,
@@ -76,15 +105,9 @@ def completion_to_chat(
     wallclock: Clock = time.time_ns,
 ) -> ChatChunk:
     """The ``/api/chat`` answer for ``stream: false``."""
-    chunks = _translate_whole(resp, dataclasses.replace(ctx, endpoint="chat"), clock, wallclock)
-    pieces = [chunk for chunk in chunks if isinstance(chunk, ChatChunk)]
-    done = pieces[-1]
-    message = msgspec.structs.replace(
-        done.message,
-        content=_joined([piece.message.content for piece in pieces]),
-        thinking=_joined([piece.message.thinking for piece in pieces]) or None,
-    )
-    return msgspec.structs.replace(done, message=message)
+    answer = completion_to_ollama(resp, dataclasses.replace(ctx, endpoint="chat"), clock, wallclock)
+    assert isinstance(answer, ChatChunk)
+    return answer
 
 
 def completion_to_generate(
@@ -94,11 +117,6 @@ def completion_to_generate(
     wallclock: Clock = time.time_ns,
 ) -> GenerateChunk:
     """The ``/api/generate`` answer for ``stream: false``."""
-    chunks = _translate_whole(resp, dataclasses.replace(ctx, endpoint="generate"), clock, wallclock)
-    pieces = [chunk for chunk in chunks if isinstance(chunk, GenerateChunk)]
-    done = pieces[-1]
-    return msgspec.structs.replace(
-        done,
-        response=_joined([piece.response for piece in pieces]),
-        thinking=_joined([piece.thinking for piece in pieces]) or None,
-    )
+    answer = completion_to_ollama(resp, dataclasses.replace(ctx, endpoint="generate"), clock, wallclock)
+    assert isinstance(answer, GenerateChunk)
+    return answer
