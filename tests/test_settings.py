@@ -59,6 +59,13 @@ def test_bad_backend_url(url: str) -> None:
         normalize_backend_url(url)
 
 
+@pytest.mark.parametrize("url", ["http://user:secret@host:1234", "https://token@host/v1"])
+def test_backend_url_with_credentials_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="--backend-key") as info:
+        normalize_backend_url(url)
+    assert "secret" not in str(info.value) and "token" not in str(info.value)
+
+
 def test_defaults() -> None:
     s = load_settings([], {})
     assert (s.host, s.port) == ("127.0.0.1", 11434)

@@ -124,6 +124,9 @@ def normalize_backend_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(f"invalid backend URL {url!r}: expected http(s)://host:port[/v1]")
+    if parts.username or parts.password:
+        # The URL appears in logs and in error messages sent to clients: keep secrets out of it.
+        raise SettingsError("a backend URL must not hold credentials: give the token with --backend-key")
     path = parts.path.rstrip("/")
     if path.endswith("/v1"):
         path = path[: -len("/v1")]
