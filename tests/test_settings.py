@@ -63,7 +63,7 @@ def test_bad_backend_url(url: str) -> None:
 def test_backend_url_with_credentials_is_refused(url: str) -> None:
     with pytest.raises(SettingsError, match="--backend-key") as info:
         normalize_backend_url(url)
-    assert "secret" not in str(info.value) and "token" not in str(info.value)
+    assert url.split("@")[0] not in str(info.value)  # the secret is not echoed
 
 
 def test_defaults() -> None:

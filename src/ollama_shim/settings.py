@@ -126,7 +126,7 @@ def normalize_backend_url(url: str) -> str:
         raise SettingsError(f"invalid backend URL {url!r}: expected http(s)://host:port[/v1]")
     if parts.username or parts.password:
         # The URL appears in logs and in error messages sent to clients: keep secrets out of it.
-        raise SettingsError("a backend URL must not hold credentials: give the token with --backend-key")
+        raise SettingsError("a backend URL must not hold credentials: pass the key with --backend-key")
     path = parts.path.rstrip("/")
     if path.endswith("/v1"):
         path = path[: -len("/v1")]
