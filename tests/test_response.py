@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgspec
 import pytest
 
 from ollama_shim.errors import UpstreamProtocol, UpstreamStatus
-from ollama_shim.translate.response import completion_to_chat, completion_to_generate
+from ollama_shim.translate.response import completion_to_ollama
 from ollama_shim.wire.openai import ChatCompletion
 from stream_replay import LOAD_NS, STARTED_NS, WALL_START_NS, FakeClock, context
+
+
+def completion_to_chat(resp, ctx, **clocks):  # type: ignore[no-untyped-def]
+    return completion_to_ollama(resp, dataclasses.replace(ctx, endpoint="chat"), **clocks)
+
+
+def completion_to_generate(resp, ctx, **clocks):  # type: ignore[no-untyped-def]
+    return completion_to_ollama(resp, dataclasses.replace(ctx, endpoint="generate"), **clocks)
 
 
 def completion(body: bytes) -> ChatCompletion:

@@ -12,7 +12,6 @@ May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``, ``oll
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import msgspec
@@ -97,26 +96,3 @@ def completion_to_ollama(
     """The answer for ``stream: false``, in the shape of ``ctx.endpoint``."""
     return merge_pieces(_translate_whole(resp, ctx, clock, wallclock))
 
-
-def completion_to_chat(
-    resp: ChatCompletion,
-    ctx: StreamContext,
-    clock: Clock = time.monotonic_ns,
-    wallclock: Clock = time.time_ns,
-) -> ChatChunk:
-    """The ``/api/chat`` answer for ``stream: false``."""
-    answer = completion_to_ollama(resp, dataclasses.replace(ctx, endpoint="chat"), clock, wallclock)
-    assert isinstance(answer, ChatChunk)
-    return answer
-
-
-def completion_to_generate(
-    resp: ChatCompletion,
-    ctx: StreamContext,
-    clock: Clock = time.monotonic_ns,
-    wallclock: Clock = time.time_ns,
-) -> GenerateChunk:
-    """The ``/api/generate`` answer for ``stream: false``."""
-    answer = completion_to_ollama(resp, dataclasses.replace(ctx, endpoint="generate"), clock, wallclock)
-    assert isinstance(answer, GenerateChunk)
-    return answer
