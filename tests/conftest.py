@@ -8,6 +8,7 @@
   but it is kept apart from ``llama_single`` so that one behaves like a plain server (whose
   ``/v1/embeddings`` answers 501).
 - ``lmstudio`` (function, async): a started ``LMStudioEmulation`` with its default models.
+- ``upstream`` (function, async): a started fault-injection ``FaultUpstream``.
 
 A llama fixture whose binary or models are missing FAILS with a pointer to ``make setup``
 (CI must not pass by skipping). Tests that use one are marked ``backend`` automatically.
@@ -23,6 +24,7 @@ import pytest_asyncio
 
 from support import free_port
 from support import llama as llama_support
+from support.faults import FaultUpstream
 from support.lmstudio import LMStudioEmulation
 
 __all__ = ["free_port"]
@@ -72,3 +74,10 @@ def llama_embed() -> Iterator[llama_support.LlamaServer]:
 async def lmstudio() -> AsyncIterator[LMStudioEmulation]:
     async with LMStudioEmulation() as emulation:
         yield emulation
+
+
+@pytest_asyncio.fixture
+async def upstream() -> AsyncIterator[FaultUpstream]:
+    """A started fault-injection upstream (``support.faults``), scripted per test."""
+    async with FaultUpstream() as up:
+        yield up

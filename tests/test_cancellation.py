@@ -29,12 +29,6 @@ BOUND = 2.0  # seconds; the shim should take milliseconds
 
 
 @pytest.fixture
-async def upstream():
-    async with FaultUpstream() as up:
-        yield up
-
-
-@pytest.fixture
 async def shim(upstream: FaultUpstream):
     # Long timeouts: only the client's disconnect may end these requests.
     async with shim_in_loop("--backend", upstream.url, "--backend-kind", "generic",

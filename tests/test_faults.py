@@ -61,12 +61,6 @@ async def call(
 
 
 @pytest.fixture
-async def upstream():
-    async with FaultUpstream() as up:
-        yield up
-
-
-@pytest.fixture
 async def shim(upstream: FaultUpstream):
     async with shim_in_loop("--backend", upstream.url, "--backend-kind", "generic", *TIMEOUTS) as url:
         yield url

@@ -22,12 +22,6 @@ KEY = "inbound-5ecret-key"
 BACKEND_KEY = "sk-backend-5ecret-9f8e7d"
 
 
-@pytest.fixture
-async def upstream():
-    async with FaultUpstream() as up:
-        yield up
-
-
 def backend_args(upstream: FaultUpstream) -> tuple[str, ...]:
     return ("--backend", upstream.url, "--backend-kind", "generic")
 

@@ -25,12 +25,6 @@ HI = [{"role": "user", "content": "hi"}]
 SHUTTING_DOWN = {"error": "ollama-shim is shutting down"}
 
 
-@pytest.fixture
-async def upstream():
-    async with FaultUpstream() as up:
-        yield up
-
-
 @contextlib.asynccontextmanager
 async def shim_process(upstream: FaultUpstream, grace: float) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     port = free_port()
