@@ -21,7 +21,7 @@ from aiohttp import web
 from .errors import ShimError
 from .loader import Loader
 from .registry import Registry
-from .routes import embed, generation, guard, meta, models, passthrough
+from .routes import embed, generation, guard, manage, meta, models, passthrough
 from .routes.http import error_response
 from .routes.lifecycle import LIFECYCLE, Lifecycle
 from .routes.state import STATE, AppState
@@ -69,6 +69,6 @@ def create_app(settings: Settings) -> web.Application:
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
-    for module in (meta, models, generation, embed, passthrough):
+    for module in (meta, models, generation, embed, manage, passthrough):
         module.add_routes(app)
     return app

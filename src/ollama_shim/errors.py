@@ -44,6 +44,11 @@ class ModelNotFound(ShimError):
         super().__init__(f"model {quote}{name}{quote} not found{suffix}")
         self.name = name
 
+    def with_hint(self, hint: str) -> ModelNotFound:
+        """The same error with a sentence on what to do about it."""
+        self.message = f"{self.message}; {hint}"
+        return self
+
 
 class NotFound(ShimError):
     status = 404

@@ -1,0 +1,58 @@
+"""Model management through the official client: pull of a served model succeeds, changes are refused."""
+
+from __future__ import annotations
+
+import aiohttp
+import ollama
+import pytest
+
+from support.lmstudio import LMStudioEmulation
+from support.shim import shim_in_loop
+
+
+@pytest.fixture
+async def client(lmstudio: LMStudioEmulation):
+    async with shim_in_loop("--backend", lmstudio.url) as url:
+        yield ollama.AsyncClient(host=url), url
+
+
+async def test_pull_of_a_served_model_succeeds_streamed_and_not(client) -> None:
+    api, _ = client
+    model = "qwen2.5-7b-instruct"
+    assert (await api.pull(model)).status == "success"
+    parts = [p async for p in await api.pull(model + ":latest", stream=True)]
+    assert [p.status for p in parts] == ["success"]
+
+
+async def test_pull_of_an_unknown_model_says_where_models_come_from(client, lmstudio) -> None:
+    api, _ = client
+    with pytest.raises(ollama.ResponseError) as info:
+        await api.pull("llama3")
+    assert info.value.status_code == 404
+    assert info.value.error.startswith("model 'llama3' not found;") and lmstudio.url in info.value.error
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/push", {"model": "x"}),
+        ("POST", "/api/create", {"model": "x", "from": "y"}),
+        ("POST", "/api/copy", {"source": "a", "destination": "b"}),
+        ("DELETE", "/api/delete", {"model": "x"}),
+        ("POST", "/api/blobs/sha256:" + "0" * 64, None),
+        ("HEAD", "/api/blobs/sha256:" + "0" * 64, None),
+    ],
+)
+async def test_model_changes_are_refused_clearly(client, method: str, path: str, body: object) -> None:
+    _, url = client
+    async with aiohttp.ClientSession() as http, http.request(method, url + path, json=body) as resp:
+        assert resp.status == 400
+        if method != "HEAD":
+            assert "managed by the backend" in (await resp.json())["error"]
+
+
+async def test_delete_through_the_client_raises(client) -> None:
+    api, _ = client
+    with pytest.raises(ollama.ResponseError) as info:
+        await api.delete("qwen2.5-7b-instruct")
+    assert info.value.status_code == 400
