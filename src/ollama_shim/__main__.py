@@ -1,4 +1,7 @@
-"""``python -m ollama_shim``: the same as the ``ollama-shim`` command."""
+"""``python -m ollama_shim``: the same as the ``ollama-shim`` command.
+
+May import: ``ollama_shim.cli``.
+"""
 
 import sys
 
