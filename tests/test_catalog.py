@@ -96,6 +96,23 @@ def test_llamacpp_router_status(status: str, loaded: bool) -> None:
     assert rec.loaded is loaded
 
 
+@pytest.mark.parametrize(
+    ("args", "ctx"),
+    [(["llama-server", "--ctx-size", "2048", "--model", "m.gguf"], 2048), (["-c", "4096"], 4096),
+     (["--model", "m.gguf"], None), (["--ctx-size", "0"], None), (None, None), (["--ctx-size"], None)],
+)
+def test_context_from_router_args(args: object, ctx: int | None) -> None:
+    assert catalog.context_from_args(args) == ctx
+
+
+def test_unloaded_router_model_takes_its_context_from_its_args() -> None:
+    status = {"value": "unloaded", "args": ["llama-server", "--ctx-size", "2048"]}
+    entry = msgspec.convert({"id": "gemma-3-270m-q4_k_m", "owned_by": "llamacpp", "status": status}, ModelEntry)
+    rec = catalog.record_from_llamacpp(entry, None, 0, NOW)
+    assert rec.context_length == 2048 and not rec.loaded
+    assert catalog.model_info_of(rec)["gemma3.context_length"] == 2048
+
+
 def test_llamacpp_without_props_uses_train_context_and_id() -> None:
     rec = catalog.record_from_llamacpp(_llamacpp_entry(), None, 1, NOW)
     assert rec.context_length == 8192 and rec.backend == 1

@@ -12,6 +12,7 @@ May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.translate.names
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass, replace
 
@@ -181,6 +182,19 @@ def template_capabilities(template: str, vision: bool) -> tuple[str, ...]:
     return ordered(caps)
 
 
+_CTX_FLAGS = ("--ctx-size", "-c", "--ctx_size")
+
+
+def context_from_args(args: object) -> int | None:
+    """The ``--ctx-size`` a llama.cpp router will start a model with, from its ``status.args``."""
+    if not isinstance(args, list):
+        return None
+    for flag, value in itertools.pairwise(args):
+        if flag in _CTX_FLAGS and isinstance(value, str) and value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
 def record_from_llamacpp(
     entry: ModelEntry, props: LlamaCppProps | None, backend: int, modified_ns: int, *, embeddings: bool = False
 ) -> ModelRecord:
@@ -192,6 +206,7 @@ def record_from_llamacpp(
     if props and props.default_generation_settings and props.default_generation_settings.n_ctx:
         slot_ctx = slot_ctx or props.default_generation_settings.n_ctx
     status = str((entry.status or {}).get("value", "loaded"))
+    slot_ctx = slot_ctx or context_from_args((entry.status or {}).get("args"))  # router: not loaded yet
     caps = rec.capabilities
     template = props.chat_template if props else None
     if template:
