@@ -193,3 +193,25 @@ async def test_embedding_model_cannot_chat(client: ollama.AsyncClient, lmstudio)
     with pytest.raises(ollama.ResponseError) as info:
         await client.chat(model=embedder, messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 400 and info.value.error == f'"{embedder}" does not support chat'
+
+
+async def test_tool_round_trip_links_results_to_calls(client: ollama.AsyncClient, lmstudio) -> None:
+    lmstudio.script("It is sunny in Paris and rainy in Oslo.")
+    history = [
+        {"role": "user", "content": "Weather in Paris and Oslo?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+            {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}},
+        ]},
+        {"role": "tool", "tool_name": "get_weather", "content": "sunny"},
+        {"role": "tool", "tool_name": "get_weather", "content": "rainy"},
+    ]
+    answer = await client.chat(model=CHAT_MODEL, messages=history)
+    assert answer.message.content.startswith("It is sunny")
+    sent = lmstudio.bodies("/v1/chat/completions")[-1]["messages"]
+    calls = sent[1]["tool_calls"]
+    assert [json.loads(c["function"]["arguments"]) for c in calls] == [{"city": "Paris"}, {"city": "Oslo"}]
+    ids = [c["id"] for c in calls]
+    assert len(set(ids)) == 2  # same-name calls do not collide
+    assert [(m["role"], m["tool_call_id"], m["content"]) for m in sent[2:]] == [
+        ("tool", ids[0], "sunny"), ("tool", ids[1], "rainy")]
