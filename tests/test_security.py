@@ -12,7 +12,7 @@ import ollama
 import pytest
 
 from ollama_shim import server
-from ollama_shim.routes.guard import OriginPolicy
+from ollama_shim.routes.guard import Guard, OriginPolicy, host_allowed
 from ollama_shim.settings import Settings, load_settings
 from support.faults import MODEL, Fault, FaultUpstream, refused_url
 from support.shim import shim_in_loop
@@ -247,3 +247,36 @@ async def test_no_request_can_choose_the_backend(upstream: FaultUpstream) -> Non
     assert status_line.startswith(b"HTTP/1.1 200")
     assert decoy.calls == [] and decoy.model_listings == 0
     assert len(upstream.calls) >= 3
+
+
+# ---------------------------------------------------------------------------
+# Host header (DNS rebinding)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("localhost:11434", True), ("127.0.0.1:11434", True), ("127.0.0.2", True), ("[::1]:11434", True),
+        ("0.0.0.0:11434", True), ("192.168.1.20:11434", True), ("10.0.0.5", True), ("myhost", True),
+        ("MyHost:11434", True), ("box.local", True), ("svc.internal:80", True), ("app.localhost", True), ("", True),
+        ("evil.example:11434", False), ("evil.example", False), ("8.8.8.8:11434", False),
+        ("localhost.evil.example", False), ("[2606:4700::1111]:80", False),
+    ],
+)
+def test_host_rule(host: str, allowed: bool) -> None:
+    assert host_allowed(host, "myhost") is allowed
+
+
+async def test_rebound_host_is_refused_on_loopback(upstream: FaultUpstream) -> None:
+    async with shim_in_loop("--backend", upstream.url) as url, aiohttp.ClientSession() as http:
+        async with http.get(url + "/api/version", headers={"Host": "evil.example:11434"}) as resp:
+            assert resp.status == 403
+            assert "not allowed" in (await resp.json())["error"]
+        async with http.get(url + "/api/version", headers={"Host": "localhost:11434"}) as resp:
+            assert resp.status == 200
+
+
+def test_host_rule_is_off_when_listening_beyond_loopback() -> None:
+    assert Guard(load_settings(["--listen", "0.0.0.0:11434"], {})).check_host is False
+    assert Guard(load_settings(["--listen", "127.0.0.1:11434"], {})).check_host is True

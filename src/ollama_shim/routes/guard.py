@@ -15,18 +15,26 @@ with no ``Origin`` or a same-origin one is not CORS. A disallowed origin gets 40
 gets its origin echoed on every response, streamed ones included; a preflight (``OPTIONS`` with
 an ``Origin``) is answered 204 with the allowed methods and headers.
 
+Host (DNS rebinding), as Ollama does: while the shim listens on a loopback address, a request
+whose ``Host`` is not a loopback, private or unspecified address, ``localhost``, this machine's
+name, or a name under ``.localhost``, ``.local`` or ``.internal`` gets 403. Otherwise a web page
+on an attacker's domain that re-resolves to 127.0.0.1 would be same-origin with the shim and
+could use the models without any CORS check. Listening on another address turns this off.
+
 May import: aiohttp.web, stdlib, ``ollama_shim.errors``, ``ollama_shim.settings``.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
 from ..errors import ShimError, Unauthorized
-from ..settings import Settings
+from ..settings import Settings, is_loopback
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -75,6 +83,25 @@ def _cors_origin(request: web.Request) -> str | None:
     return origin
 
 
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
+
+
+def host_allowed(host_header: str, machine_name: str) -> bool:
+    """Whether a ``Host`` header names this machine (Ollama's rule against DNS rebinding)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    if host in ("", "localhost", machine_name.lower()) or host.endswith(_LOCAL_SUFFIXES):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_unspecified
+
+
 def _bearer_ok(request: web.Request, key: str) -> bool:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
@@ -86,9 +113,13 @@ class Guard:
     def __init__(self, settings: Settings) -> None:
         self.api_key = settings.api_key
         self.origins = OriginPolicy(settings.origins)
+        self.check_host = is_loopback(settings.host)
+        self.machine_name = socket.gethostname()
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.check_host and not host_allowed(request.host, self.machine_name):
+            raise ShimError(f"host {request.host} is not allowed: this server answers only to local names", 403)
         origin = _cors_origin(request)
         if origin is not None and not self.origins.allows(origin):
             raise ShimError(f"origin {origin} is not allowed; add it to OLLAMA_ORIGINS", 403)
