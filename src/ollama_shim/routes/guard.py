@@ -26,6 +26,7 @@ May import: aiohttp.web, stdlib, ``ollama_shim.errors``, ``ollama_shim.settings`
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import socket
@@ -86,6 +87,7 @@ def _cors_origin(request: web.Request) -> str | None:
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
 
 
+@functools.lru_cache(maxsize=256)  # a client sends the same Host on every request
 def host_allowed(host_header: str, machine_name: str) -> bool:
     """Whether a ``Host`` header names this machine (Ollama's rule against DNS rebinding)."""
     host = host_header.strip().lower()
