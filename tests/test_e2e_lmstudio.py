@@ -215,3 +215,16 @@ async def test_tool_round_trip_links_results_to_calls(client: ollama.AsyncClient
     assert len(set(ids)) == 2  # same-name calls do not collide
     assert [(m["role"], m["tool_call_id"], m["content"]) for m in sent[2:]] == [
         ("tool", ids[0], "sunny"), ("tool", ids[1], "rainy")]
+
+
+async def test_ignored_options_are_logged_once_with_the_reason(client: ollama.AsyncClient, caplog) -> None:
+    caplog.set_level("INFO", logger="ollama_shim")
+    options = {"mirostat": 1, "num_ctx": 4096, "tfs_z": 1.0}
+    for _ in range(2):
+        await client.chat(model=CHAT_MODEL, messages=[{"role": "user", "content": "x"}], options=options)
+    lines = [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()]
+    assert sorted(lines) == sorted([
+        "option 'mirostat' is not supported by lmstudio backends and is ignored",
+        "option 'num_ctx' is a load-time setting of the backend and is ignored",
+        "option 'tfs_z' is not an Ollama option (or no longer one) and is ignored",
+    ])

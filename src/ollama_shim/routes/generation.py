@@ -82,7 +82,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     streaming = req.stream is not False
     upstream_streams = streaming or resolved.dialect.stream_upstream
     plan = chat_request_to_openai(req, resolved.record.upstream_id, resolved.dialect, stream=upstream_streams)
-    state.note_ignored([i.name for i in plan.ignored_options], resolved.dialect.kind)
+    state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     ctx = StreamContext(model=req.model, endpoint="chat", started_ns=started, hide_thinking=req.think is False,
                         want_tool_calls=bool(req.tools))
     target = ("/v1/chat/completions", encode(plan.request))
@@ -107,7 +107,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     streaming = req.stream is not False
     upstream_streams = streaming or resolved.dialect.stream_upstream
     plan = generate_request_to_openai(req, resolved.record.upstream_id, resolved.dialect, stream=upstream_streams)
-    state.note_ignored([i.name for i in plan.ignored_options], resolved.dialect.kind)
+    state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     path = "/v1/chat/completions" if isinstance(plan, ChatRequestPlan) else "/v1/completions"
     ctx = StreamContext(model=req.model, endpoint="generate", started_ns=started, hide_thinking=req.think is False,
                         want_tool_calls=False)

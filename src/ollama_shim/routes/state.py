@@ -1,11 +1,13 @@
 """The typed state every handler reaches through ``state_of(request)``: settings, upstream, registry.
 
-May import: aiohttp.web, stdlib, ``ollama_shim.settings``, ``ollama_shim.upstream``, ``ollama_shim.registry``.
+May import: aiohttp.web, stdlib, ``ollama_shim.settings``, ``ollama_shim.upstream``, ``ollama_shim.registry``,
+``ollama_shim.loader``, ``ollama_shim.translate.options``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -13,6 +15,7 @@ from aiohttp import web
 from ..loader import Loader
 from ..registry import Registry
 from ..settings import Settings
+from ..translate.options import IgnoredOption
 from ..upstream import Upstream
 
 log = logging.getLogger("ollama_shim")
@@ -26,14 +29,20 @@ class AppState:
     loader: Loader
     ignored_options_logged: set[str] = field(default_factory=set)
 
-    def note_ignored(self, names: list[str] | tuple[str, ...], backend_kind: str) -> None:
-        """Log each option name a backend cannot take once per process, not once per request."""
-        for name in names:
-            key = f"{backend_kind}:{name}"
+    def note_ignored(self, options: Iterable[IgnoredOption], backend_kind: str) -> None:
+        """Log each option a backend cannot take, and why, once per process rather than per request."""
+        for option in options:
+            key = f"{backend_kind}:{option.name}"
             if key not in self.ignored_options_logged:
                 self.ignored_options_logged.add(key)
-                log.info("option %r is not supported by %s backends and is ignored", name, backend_kind)
+                log.info("option %r %s and is ignored", option.name, _WHY[option.reason].format(kind=backend_kind))
 
+
+_WHY = {
+    "unsupported": "is not supported by {kind} backends",
+    "load_time": "is a load-time setting of the backend",
+    "unknown": "is not an Ollama option (or no longer one)",
+}
 
 STATE = web.AppKey("state", AppState)
 
