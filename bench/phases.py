@@ -117,6 +117,17 @@ def sweep(rig: Rig) -> dict[str, Any]:
     return out
 
 
+def gathered(rig: Rig) -> dict[str, Any]:
+    """Non-streaming chat at c=32 through a shim that treats the upstream as llama.cpp: the dialect
+    asks for a stream and assembles the answer (so a client that leaves stops the generation),
+    next to the generic dialect's single JSON answer, in the same rounds."""
+    port = free_port()
+    argv = [("llamacpp" if arg == "generic" else arg) for arg in shim_argv(rig.upstream_port, port)]
+    llamacpp = start_target(rig.procs, "shim (llama.cpp dialect)", argv, port)
+    return rounds(rig, [rig.shim, llamacpp], lambda t: {**t.chat_job(stream=False, chunks=CHUNKS), "concurrency": 32,
+                                                         "seconds": rig.seconds})
+
+
 def tags(rig: Rig) -> dict[str, Any]:
     """``/api/tags`` with the catalog cached, next to ``GET /`` (the framework floor) and the backend's list."""
     floor = Target("shim /", rig.shim.port, rig.shim.pid, "ollama")
