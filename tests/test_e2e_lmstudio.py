@@ -228,3 +228,11 @@ async def test_ignored_options_are_logged_once_with_the_reason(client: ollama.As
         "option 'num_ctx' is a load-time setting of the backend and is ignored",
         "option 'tfs_z' is not an Ollama option (or no longer one) and is ignored",
     ])
+
+
+@pytest.mark.parametrize(("asked", "named"), [("nope", "nope:latest"), ("nope:7b", "nope:7b")])
+async def test_show_of_an_unknown_model_names_it_with_its_tag(client: ollama.AsyncClient, asked: str,
+                                                              named: str) -> None:
+    with pytest.raises(ollama.ResponseError) as info:
+        await client.show(asked)
+    assert info.value.status_code == 404 and info.value.error == f"model '{named}' not found"

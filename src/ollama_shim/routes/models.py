@@ -10,8 +10,9 @@ import time
 
 from aiohttp import web
 
-from ..errors import BadRequest
+from ..errors import BadRequest, ModelNotFound
 from ..translate import catalog
+from ..translate.names import DEFAULT_TAG, split_tag
 from ..wire import ollama as ow
 from .http import json_response, read_body
 from .state import state_of
@@ -32,7 +33,11 @@ async def show(request: web.Request) -> web.Response:
     requested = req.model or req.name
     if not requested:
         raise BadRequest("model is required")
-    resolved = await state_of(request).registry.resolve(requested)
+    try:
+        resolved = await state_of(request).registry.resolve(requested)
+    except ModelNotFound:
+        base, tag = split_tag(requested)
+        raise ModelNotFound(f"{base}:{tag or DEFAULT_TAG}") from None  # Ollama names it with its tag here
     # Ollama shows the requested name as the display name to Copilot, which reads general.basename.
     agent = request.headers.get("User-Agent", "")
     basename = requested if agent.startswith(_COPILOT_AGENT) else None
