@@ -33,8 +33,6 @@ class Dialect:
     # Ask for a stream even when the client wants one object, and assemble it: llama.cpp notices a
     # client that went away only while writing a stream, and would generate to the end for nobody.
     stream_upstream: bool = False
-    # Native model loading: "lmstudio" (/api/v1/models/load), "llamacpp_router" (/models/load).
-    loader: Literal["lmstudio", "llamacpp_router", "none"] = "none"
     # Whether a `role: tool` message may carry the tool's `name` (OpenAI documents only
     # `tool_call_id` there; llama.cpp templates and Ollama's own adapter use `name`).
     sends_tool_name: bool = True
@@ -62,7 +60,6 @@ LMSTUDIO = Dialect(
     think_style="reasoning_effort",
     sends_ttl=True,
     stream_upstream=True,  # its GGUF engine is llama.cpp
-    loader="lmstudio",
 )
 VLLM = Dialect(
     kind="vllm",

@@ -3,8 +3,6 @@
     ShimError                      any failure a client should see as {"error": "..."}
     ├── BadRequest (400)           the request itself is wrong (JSON, types, values)
     ├── ModelNotFound (404)        no backend serves that model name
-    ├── NotFound (404)             unknown path
-    ├── MethodNotAllowed (405)
     ├── PayloadTooLarge (413)
     ├── Unauthorized (401)         inbound API key missing or wrong
     └── UpstreamError              the backend failed; status chosen from what it said
@@ -13,7 +11,8 @@
         ├── UpstreamTimeout (504)  connect, first byte, idle or total time ran out
         └── UpstreamProtocol (502) the backend sent something that is not the protocol
 
-Routes raise these; one middleware renders them before the first byte, and the NDJSON writer
+Routes raise these (aiohttp's own 404/405 for unknown paths and methods are given the same
+shape); one middleware renders them before the first byte, and the NDJSON writer
 renders them as a last line after it. Nothing else builds an error body.
 
 May import: stdlib.
@@ -48,14 +47,6 @@ class ModelNotFound(ShimError):
         """The same error with a sentence on what to do about it."""
         self.message = f"{self.message}; {hint}"
         return self
-
-
-class NotFound(ShimError):
-    status = 404
-
-
-class MethodNotAllowed(ShimError):
-    status = 405
 
 
 class PayloadTooLarge(ShimError):

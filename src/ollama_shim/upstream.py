@@ -1,7 +1,7 @@
 """The one module that talks to backends: a pooled aiohttp ``ClientSession`` and its error mapping.
 
-Every aiohttp or decoding failure is turned into an ``errors.Upstream*`` here, in
-``_mapped_errors``, and nowhere else. Timeouts: ``connect`` bounds the connection,
+Every aiohttp or decoding failure is turned into an ``errors.Upstream*`` here, by ``_mapped``,
+and nowhere else. Timeouts: ``connect`` bounds the connection,
 ``first_byte`` the wait for the response (and its first body chunk), ``idle`` the gap between
 two body chunks, ``total`` the whole exchange. Leaving an ``async with`` early (a client that
 went away cancels the handler) closes the upstream connection, so the backend stops generating.

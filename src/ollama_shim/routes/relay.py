@@ -69,20 +69,28 @@ async def complete(
     return json_response(completion_to_ollama(completion, ctx))
 
 
+async def _open(
+    stack: contextlib.AsyncExitStack, state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
+) -> tuple[AsyncIterator[bytes], StreamTranslator]:
+    """Open the upstream stream on ``stack`` (loading and retrying as needed); the body's chunks and a
+    translator whose ``load_duration`` is the time that took."""
+
+    async def attempt() -> AsyncIterator[bytes]:
+        return await stack.enter_async_context(state.upstream.stream(resolved.backend, path, body))
+
+    chunks = await with_load_retry(state, resolved, attempt)
+    return chunks, StreamTranslator(dataclasses.replace(ctx, load_ns=time.monotonic_ns() - ctx.started_ns))
+
+
 async def stream(
     request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
 ) -> web.StreamResponse:
     """Upstream SSE -> Ollama NDJSON, chunk by chunk."""
     async with contextlib.AsyncExitStack() as stack:
-
-        async def attempt() -> AsyncIterator[bytes]:
-            return await stack.enter_async_context(state.upstream.stream(resolved.backend, path, body))
-
-        chunks = await with_load_retry(state, resolved, attempt)
-        ctx = dataclasses.replace(ctx, load_ns=time.monotonic_ns() - ctx.started_ns)
+        chunks, translator = await _open(stack, state, resolved, path, body, ctx)
         out = NdjsonStream(request)
         try:
-            await _pump(chunks, StreamTranslator(ctx), out)
+            await _pump(chunks, translator, out)
         except ShimError as exc:
             if not out.started:
                 raise  # nothing was sent: the error boundary answers with the right status
@@ -129,12 +137,7 @@ async def gather(state: AppState, resolved: Resolved, path: str, body: bytes, ct
     """A streamed upstream answer assembled into one Ollama object (``stream: false`` on a backend
     whose dialect says ``stream_upstream``), so that a client that leaves stops the backend too."""
     async with contextlib.AsyncExitStack() as stack:
-
-        async def attempt() -> AsyncIterator[bytes]:
-            return await stack.enter_async_context(state.upstream.stream(resolved.backend, path, body))
-
-        chunks = await with_load_retry(state, resolved, attempt)
-        translator = StreamTranslator(dataclasses.replace(ctx, load_ns=time.monotonic_ns() - ctx.started_ns))
+        chunks, translator = await _open(stack, state, resolved, path, body, ctx)
         decoder = SSEDecoder()
         pieces: list[OllamaChunk] = []
         async for data in chunks:
