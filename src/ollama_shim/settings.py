@@ -55,12 +55,43 @@ class Timeouts:
     total: float = 0.0
 
 
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bytes: how much a backend may send before the shim gives up on the answer (502 or a last
+    error line), so that a broken or hostile backend cannot exhaust memory."""
+
+    response_bytes: int = 64 * _MIB  # one non-streamed answer
+    sse_line_bytes: int = 8 * _MIB  # one line of an event stream
+    gathered_bytes: int = 64 * _MIB  # an answer assembled from a stream (``stream: false``)
+    catalog_bytes: int = 16 * _MIB  # a model list or metadata answer
+
+
+# The /v1 routes forwarded by default: what OpenAI clients, VS Code Copilot and the coding agents
+# use. Files, fine-tuning, batches and admin routes of a keyed cloud backend stay closed unless
+# configured. ``*`` matches within one path segment, a trailing ``/**`` any deeper path.
+DEFAULT_PASSTHROUGH = (
+    "/v1/models",
+    "/v1/models/*",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 11434
     backends: tuple[Backend, ...] = (Backend(DEFAULT_BACKEND),)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
+    passthrough: tuple[str, ...] = DEFAULT_PASSTHROUGH
     log_level: str = "info"
     ollama_version: str = DEFAULT_OLLAMA_VERSION
     catalog_ttl: float = 10.0
