@@ -32,6 +32,7 @@ __all__ = ["free_port"]
 LLAMA_FIXTURES = frozenset({"llama_single", "llama_router", "llama_embed"})
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if LLAMA_FIXTURES.intersection(getattr(item, "fixturenames", ())):

@@ -59,6 +59,7 @@ def test_single_list_show_ps_carry_real_metadata(single: ollama.Client, llama_si
         "default_generation_settings"]["n_ctx"]
 
 
+@pytest.mark.backend
 def test_gemma_single_list_show_ps_carry_real_metadata() -> None:
     with llama_support.single(llama_support.model_file(llama_support.GEMMA), name="gemma") as server, \
             ShimThread("--backend", server.url) as url:

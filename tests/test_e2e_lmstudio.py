@@ -12,6 +12,7 @@ import aiohttp
 import ollama
 import pytest
 
+from support.clients import async_client
 from support.lmstudio import NO_MODELS, LMStudioEmulation, Reply
 from support.shim import shim_in_loop
 
@@ -20,8 +21,8 @@ CHAT_MODEL = "qwen2.5-7b-instruct"
 
 @pytest.fixture
 async def client(lmstudio: LMStudioEmulation):
-    async with shim_in_loop("--backend", lmstudio.url + "/v1") as url:
-        yield ollama.AsyncClient(host=url)
+    async with shim_in_loop("--backend", lmstudio.url + "/v1") as url, async_client(url) as api:
+        yield api
 
 
 def _keys(lmstudio: LMStudioEmulation) -> list[str]:
@@ -114,8 +115,8 @@ async def test_tool_calls_arrive_whole_with_object_arguments(client: ollama.Asyn
 async def test_no_models_loaded_triggers_load_and_retry(lmstudio) -> None:
     lmstudio.fail_next(400, {"error": {"message": NO_MODELS, "type": "invalid_request_error"}})
     lmstudio.script("after load")
-    async with shim_in_loop("--backend", lmstudio.url) as url:
-        answer = await ollama.AsyncClient(host=url).chat(model=CHAT_MODEL, messages=[{"role": "user", "content": "x"}])
+    async with shim_in_loop("--backend", lmstudio.url) as url, async_client(url) as api:
+        answer = await api.chat(model=CHAT_MODEL, messages=[{"role": "user", "content": "x"}])
     assert answer.message.content == "after load"
     assert lmstudio.bodies("/api/v1/models/load")[-1] == {"model": CHAT_MODEL}
 

@@ -21,6 +21,7 @@ import ollama
 import pytest
 
 from ollama_shim.routes import relay
+from support.clients import async_client
 from support.faults import MODEL, Blackhole, Fault, FaultUpstream, refused_url
 from support.shim import shim_in_loop
 
@@ -220,13 +221,15 @@ async def test_unanswered_connect_is_502_within_the_connect_timeout() -> None:
 
 
 async def test_official_client_raises_with_status_and_message(shim: str, upstream: FaultUpstream) -> None:
-    client = ollama.AsyncClient(host=shim)
     upstream.script(Fault("status", status=429, message="Rate limit reached"), Fault("error_frame", after=2))
-    with pytest.raises(ollama.ResponseError) as before:
-        await client.chat(model=MODEL, messages=HI, stream=False)
-    assert before.value.status_code == 429 and before.value.error == "Rate limit reached"
     parts = []
-    with pytest.raises(ollama.ResponseError) as after:
-        async for part in await client.chat(model=MODEL, messages=HI, stream=True):
-            parts.append(part.message.content)
-    assert parts == ["one ", "two "] and after.value.error == "injected failure"
+    async with async_client(shim) as client:
+        with pytest.raises(ollama.ResponseError) as before:
+            await client.chat(model=MODEL, messages=HI, stream=False)
+        with pytest.raises(ollama.ResponseError) as after:
+            async for part in await client.chat(model=MODEL, messages=HI, stream=True):
+                parts.append(part.message.content)
+    assert before.value.status_code == 429
+    assert before.value.error == "Rate limit reached"
+    assert parts == ["one ", "two "]
+    assert after.value.error == "injected failure"

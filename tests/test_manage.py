@@ -6,14 +6,15 @@ import aiohttp
 import ollama
 import pytest
 
+from support.clients import async_client
 from support.lmstudio import LMStudioEmulation
 from support.shim import shim_in_loop
 
 
 @pytest.fixture
 async def client(lmstudio: LMStudioEmulation):
-    async with shim_in_loop("--backend", lmstudio.url) as url:
-        yield ollama.AsyncClient(host=url), url
+    async with shim_in_loop("--backend", lmstudio.url) as url, async_client(url) as api:
+        yield api, url
 
 
 async def test_pull_of_a_served_model_succeeds_streamed_and_not(client) -> None:

@@ -14,6 +14,7 @@ import pytest
 from ollama_shim import server
 from ollama_shim.routes.guard import Guard, OriginPolicy, host_allowed
 from ollama_shim.settings import Settings, load_settings
+from support.clients import async_client
 from support.faults import MODEL, Fault, FaultUpstream, refused_url
 from support.shim import shim_in_loop
 
@@ -86,17 +87,18 @@ async def test_api_key_is_required_when_configured(upstream: FaultUpstream) -> N
 
 async def test_official_client_with_the_key(upstream: FaultUpstream) -> None:
     async with shim_in_loop(*backend_args(upstream), "--api-key", KEY) as url:
-        with pytest.raises(ollama.ResponseError) as refused:
-            await ollama.AsyncClient(host=url).list()
+        async with async_client(url) as keyless:
+            with pytest.raises(ollama.ResponseError) as refused:
+                await keyless.list()
         assert refused.value.status_code == 401
-        client = ollama.AsyncClient(host=url, headers={"Authorization": f"Bearer {KEY}"})
-        answer = await client.chat(model=MODEL, messages=HI)
+        async with async_client(url, headers={"Authorization": f"Bearer {KEY}"}) as client:
+            answer = await client.chat(model=MODEL, messages=HI)
         assert answer.message.content == "one two three four five six seven eight"
 
 
 async def test_without_a_key_nothing_is_asked(upstream: FaultUpstream) -> None:
-    async with shim_in_loop(*backend_args(upstream)) as url:
-        assert (await ollama.AsyncClient(host=url).list()).models
+    async with shim_in_loop(*backend_args(upstream)) as url, async_client(url) as client:
+        assert (await client.list()).models
 
 
 async def test_inbound_key_goes_nowhere_and_backend_key_goes_only_upstream(upstream: FaultUpstream) -> None:
