@@ -14,6 +14,7 @@ import ollama
 import pytest
 
 from support import llama as llama_support
+from support.clients import sync_client
 from support.llama import LlamaServer
 from support.shim import ShimThread
 
@@ -25,14 +26,15 @@ HELLO = [{"role": "user", "content": "Say hello."}]
 
 @pytest.fixture(scope="module")
 def single(llama_single: LlamaServer) -> Iterator[ollama.Client]:
-    with ShimThread("--backend", llama_single.url + "/v1") as url:
-        yield ollama.Client(host=url, timeout=300)
+    with ShimThread("--backend", llama_single.url + "/v1") as url, sync_client(url, timeout=300) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
 def router(llama_router: LlamaServer) -> Iterator[ollama.Client]:
-    with ShimThread("--backend", llama_router.url, "--catalog-ttl", "0") as url:
-        yield ollama.Client(host=url, timeout=300)
+    with ShimThread("--backend", llama_router.url, "--catalog-ttl", "0") as url, \
+            sync_client(url, timeout=300) as client:
+        yield client
 
 
 # ---------------------------------------------------------------------------
@@ -62,8 +64,7 @@ def test_single_list_show_ps_carry_real_metadata(single: ollama.Client, llama_si
 @pytest.mark.backend
 def test_gemma_single_list_show_ps_carry_real_metadata() -> None:
     with llama_support.single(llama_support.model_file(llama_support.GEMMA), name="gemma") as server, \
-            ShimThread("--backend", server.url) as url:
-        client = ollama.Client(host=url, timeout=300)
+            ShimThread("--backend", server.url) as url, sync_client(url, timeout=300) as client:
         _, models = server.get("/v1/models")
         meta = models["data"][0]["meta"]
         entry = client.list().models[0]
@@ -159,8 +160,7 @@ def test_format_json_produces_json(single: ollama.Client) -> None:
 
 
 def test_embed_and_legacy_embeddings(llama_embed: LlamaServer) -> None:
-    with ShimThread("--backend", llama_embed.url) as url:
-        client = ollama.Client(host=url, timeout=300)
+    with ShimThread("--backend", llama_embed.url) as url, sync_client(url, timeout=300) as client:
         out = client.embed(model=SMOL, input=["hello", "world"])
         assert len(out.embeddings) == 2 and len(out.embeddings[0]) == 576
         assert abs(sum(x * x for x in out.embeddings[0]) - 1) < 1e-5

@@ -7,7 +7,7 @@ an unclosed client leaves an open socket behind, which the suite treats as an er
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import ollama
@@ -20,3 +20,13 @@ async def async_client(host: str, **kwargs: Any) -> AsyncIterator[ollama.AsyncCl
         yield client
     finally:
         await client.close()
+
+
+@contextlib.contextmanager
+def sync_client(host: str, **kwargs: Any) -> Iterator[ollama.Client]:
+    """The blocking ``ollama.Client``, closed when the block ends (it has no ``__enter__`` either)."""
+    client = ollama.Client(host=host, **kwargs)
+    try:
+        yield client
+    finally:
+        client.close()
