@@ -18,26 +18,18 @@ import msgspec
 
 from ollama_shim.translate.stream import Clock, OllamaChunk, StreamContext, StreamTranslator
 from ollama_shim.wire.ollama import ChatChunk, GenerateChunk
-from ollama_shim.wire.openai import ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta
+from ollama_shim.wire.openai import ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice
 
 
 def _choice_as_chunk_choice(choice: Choice) -> ChunkChoice:
     message = choice.message
-    delta = None
-    if message is not None:
+    if message is not None and message.tool_calls:
         # Whole tool calls carry no `index`; number them so each stays a call of its own.
-        calls = message.tool_calls or []
-        tool_calls = [msgspec.structs.replace(call, index=position) for position, call in enumerate(calls)]
-        delta = Delta(
-            role=message.role,
-            content=message.content,
-            reasoning_content=message.reasoning_content,
-            reasoning=message.reasoning,
-            tool_calls=tool_calls or None,
-        )
+        calls = [msgspec.structs.replace(call, index=position) for position, call in enumerate(message.tool_calls)]
+        message = msgspec.structs.replace(message, tool_calls=calls)
     return ChunkChoice(
         index=choice.index,
-        delta=delta,
+        delta=message,
         finish_reason=choice.finish_reason,
         text=choice.text,
         error=choice.error,
