@@ -21,6 +21,7 @@ from ollama_shim.translate.options import IgnoredOption
 from ollama_shim.translate.request import (
     ChatRequestPlan,
     CompletionRequestPlan,
+    Delivery,
     chat_request_to_openai,
     embed_request_to_openai,
     embeddings_request_to_openai,
@@ -41,7 +42,7 @@ USER_HI = [{"role": "user", "content": "hi"}]
 
 def chat_plan(body: dict[str, Any], kind: str = "llamacpp", *, stream: bool = False) -> ChatRequestPlan:
     req = msgspec.json.decode(msgspec.json.encode({"model": "m", **body}), type=ollama.ChatRequest)
-    return chat_request_to_openai(req, "upstream-id", DIALECTS[kind], stream=stream)
+    return chat_request_to_openai(req, "upstream-id", DIALECTS[kind], Delivery.STREAM if stream else Delivery.WHOLE)
 
 
 def chat_json(body: dict[str, Any], kind: str = "llamacpp", *, stream: bool = False) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def chat_bytes(body: dict[str, Any], kind: str = "llamacpp", *, stream: bool = F
 
 def generate_plan(body: dict[str, Any], kind: str = "llamacpp") -> ChatRequestPlan | CompletionRequestPlan:
     req = msgspec.json.decode(msgspec.json.encode({"model": "m", **body}), type=ollama.GenerateRequest)
-    return generate_request_to_openai(req, "upstream-id", DIALECTS[kind], stream=False)
+    return generate_request_to_openai(req, "upstream-id", DIALECTS[kind], Delivery.WHOLE)
 
 
 def generate_json(body: dict[str, Any], kind: str = "llamacpp") -> dict[str, Any]:
@@ -92,7 +93,7 @@ def test_no_stream_options_without_streaming(kind: str) -> None:
 def test_no_stream_options_when_the_dialect_forbids_usage() -> None:
     req = ollama.ChatRequest(model="m", messages=[ollama.RequestMessage(role="user", content="hi")])
     quiet = dataclasses.replace(LLAMACPP, stream_usage=False)
-    body = msgspec.json.encode(chat_request_to_openai(req, "x", quiet, stream=True).request)
+    body = msgspec.json.encode(chat_request_to_openai(req, "x", quiet, Delivery.STREAM).request)
     assert b'"stream":true' in body
     assert b"stream_options" not in body
 

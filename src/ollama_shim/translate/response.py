@@ -4,7 +4,8 @@ The completion is replayed through ``StreamTranslator`` as a single chunk, so co
 ``reasoning_content``/``reasoning``, inline ``<think>`` tags, tool calls (JSON-string arguments
 parsed to objects), legacy ``choices[].text``, errors, ``done_reason`` and metrics follow exactly
 the streaming rules. The pieces are then concatenated into the done chunk, as Ollama does for
-``stream: false``.
+``stream: false``; ``merge_pieces`` does the same for a streamed answer gathered into one, and
+``text_bytes`` measures what such gathering holds.
 
 May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``, ``ollama_shim.timefmt``,
 ``ollama_shim.translate.stream``.
@@ -58,6 +59,13 @@ def _translate_whole(
 
 def _joined(parts: list[str | None]) -> str:
     return "".join(part for part in parts if part)
+
+
+def text_bytes(chunk: OllamaChunk) -> int:
+    """UTF-8 bytes of the answer and thinking text one chunk carries (what gathering keeps)."""
+    if isinstance(chunk, GenerateChunk):
+        return len(chunk.response.encode()) + len((chunk.thinking or "").encode())
+    return len(chunk.message.content.encode()) + len((chunk.message.thinking or "").encode())
 
 
 def merge_pieces(pieces: list[OllamaChunk]) -> OllamaChunk:

@@ -20,7 +20,6 @@ from ollama_shim.errors import UpstreamProtocol
 from ollama_shim.wire.ollama import JSONObject, ResponseToolCall, ResponseToolCallFunction
 from ollama_shim.wire.openai import ToolCallDelta
 
-
 MAX_ARGUMENT_DEPTH = 128  # nested objects/arrays; real tool arguments stay far below
 
 
