@@ -98,6 +98,48 @@ def test_no_stream_options_when_the_dialect_forbids_usage() -> None:
     assert b"stream_options" not in body
 
 
+@pytest.mark.parametrize(
+    ("client_stream", "kind", "delivery"),
+    [
+        (None, "llamacpp", Delivery.STREAM),
+        (True, "generic", Delivery.STREAM),
+        (False, "llamacpp", Delivery.GATHER),
+        (False, "lmstudio", Delivery.GATHER),
+        (False, "vllm", Delivery.WHOLE),
+        (False, "openai", Delivery.WHOLE),
+        (False, "openrouter", Delivery.WHOLE),
+        (False, "generic", Delivery.WHOLE),
+    ],
+)
+def test_delivery_is_chosen_from_stream_and_dialect(client_stream: bool | None, kind: str, delivery: Delivery) -> None:
+    assert Delivery.choose(client_stream, DIALECTS[kind]) is delivery
+
+
+@pytest.mark.parametrize("delivery", list(Delivery))
+def test_a_plan_carries_its_delivery_and_asks_the_backend_to_stream_accordingly(delivery: Delivery) -> None:
+    req = ollama.ChatRequest(model="m", messages=[ollama.RequestMessage(role="user", content="hi")])
+    plan = chat_request_to_openai(req, "x", LLAMACPP, delivery)
+    assert plan.delivery is delivery
+    assert plan.request.stream is (delivery is not Delivery.WHOLE)
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"prompt": "hi"}, "/v1/chat/completions"),
+        ({"prompt": "hi", "raw": True}, "/v1/completions"),
+        ({"prompt": "def f(", "suffix": "return 1"}, "/v1/completions"),
+    ],
+    ids=["templated", "raw", "suffix"],
+)
+def test_a_generate_plan_names_its_path(body: dict[str, Any], path: str) -> None:
+    assert generate_plan(body).path == path
+
+
+def test_a_chat_plan_names_its_path() -> None:
+    assert chat_plan({"messages": USER_HI}).path == "/v1/chat/completions"
+
+
 def test_unset_knobs_are_absent_not_null() -> None:
     body = chat_bytes({"messages": USER_HI, "format": None, "think": None, "keep_alive": None}, "lmstudio")
     for key in (b"null", b"response_format", b"reasoning", b"ttl", b"tools", b"logprobs", b"chat_template"):
