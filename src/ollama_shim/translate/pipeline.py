@@ -25,8 +25,7 @@ May import: stdlib, ``ollama_shim.sse``, ``ollama_shim.errors``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from ollama_shim.errors import ShimError
 from ollama_shim.sse import SSEDecoder, SSEEvent
@@ -48,11 +47,10 @@ class EventTranslator(Protocol[T]):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Produced(Generic[T]):
+class Produced(NamedTuple, Generic[T]):
     """What one ``feed``/``close`` gave: the chunks, then the error that stopped them, if any."""
 
-    chunks: list[T] = field(default_factory=list)
+    chunks: list[T]
     error: ShimError | None = None
 
 
@@ -74,7 +72,7 @@ class StreamPipeline(Generic[T]):
     def feed(self, data: bytes) -> Produced[T]:
         """Take one read's bytes; return the chunks they completed."""
         if self.done:
-            return Produced()
+            return Produced([])
         chunks: list[T] = []
         try:
             for event in self._decoder.feed(data):
@@ -91,7 +89,7 @@ class StreamPipeline(Generic[T]):
         answer if ``[DONE]`` never came."""
         if self.done:
             self._stopped = True
-            return Produced()
+            return Produced([])
         self._stopped = True
         chunks: list[T] = []
         try:
