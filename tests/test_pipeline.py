@@ -134,7 +134,7 @@ def test_an_error_in_the_unterminated_last_frame_comes_at_close() -> None:
     assert closed.error.message == "bye"
 
 
-def test_an_error_is_returned_not_raised_and_only_shim_errors_are_caught() -> None:
+def test_a_defect_in_the_translator_is_not_swallowed() -> None:
     class Broken:
         finished = False
 
