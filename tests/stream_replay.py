@@ -1,8 +1,9 @@
-"""Replays recorded backend SSE streams through the decoder and translator with fixed fake clocks.
+"""Replays recorded backend SSE streams through the shipped ``StreamPipeline`` with fixed fake clocks.
 
 The expected NDJSON under ``tests/fixtures/streams/`` was produced by ``render`` below; rerun
 ``python tests/stream_replay.py`` after a deliberate change of output and review the diff.
-A backend error ends the output with the ``{"error": ...}`` line a client would see.
+A backend error ends the output with the ``{"error": ...}`` line a client would see; the writing
+loop is the one ``routes.relay.stream`` runs: chunks, then the error, stop at the pipeline's end.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from ollama_shim.errors import ShimError
-from ollama_shim.sse import SSEDecoder
+from ollama_shim.translate.pipeline import Produced, StreamPipeline
 from ollama_shim.translate.stream import Endpoint, OllamaChunk, StreamContext, StreamTranslator
 from ollama_shim.wire.ollama import ErrorResponse
 
@@ -75,24 +75,27 @@ def cut(data: bytes, offsets: Iterable[int]) -> Iterator[bytes]:
     yield data[start:]
 
 
-def _lines(chunks: list[OllamaChunk]) -> bytes:
-    return b"".join(msgspec.json.encode(chunk) + b"\n" for chunk in chunks)
+def pipeline(ctx: StreamContext) -> StreamPipeline[OllamaChunk]:
+    return StreamPipeline(translator(ctx))
+
+
+def lines(produced: Produced[OllamaChunk]) -> bytes:
+    """NDJSON for what one step produced; its error as the last ``{"error"}`` line."""
+    out = b"".join(msgspec.json.encode(chunk) + b"\n" for chunk in produced.chunks)
+    if produced.error is not None:
+        out += msgspec.json.encode(ErrorResponse(produced.error.message)) + b"\n"
+    return out
 
 
 def render(reads: Iterable[bytes], ctx: StreamContext) -> bytes:
     """What the shim would write for this stream, as NDJSON bytes."""
-    decoder = SSEDecoder()
-    stream = translator(ctx)
+    stream = pipeline(ctx)
     out = bytearray()
-    try:
-        for read in reads:
-            for event in decoder.feed(read):
-                out += _lines(stream.feed_event(event))
-        for event in decoder.close():
-            out += _lines(stream.feed_event(event))
-        out += _lines(stream.finish())
-    except ShimError as exc:
-        out += msgspec.json.encode(ErrorResponse(exc.message)) + b"\n"
+    for read in reads:
+        out += lines(stream.feed(read))
+        if stream.done:
+            return bytes(out)
+    out += lines(stream.close())
     return bytes(out)
 
 

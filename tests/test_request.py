@@ -21,6 +21,7 @@ from ollama_shim.translate.options import IgnoredOption
 from ollama_shim.translate.request import (
     ChatRequestPlan,
     CompletionRequestPlan,
+    Delivery,
     chat_request_to_openai,
     embed_request_to_openai,
     embeddings_request_to_openai,
@@ -41,7 +42,7 @@ USER_HI = [{"role": "user", "content": "hi"}]
 
 def chat_plan(body: dict[str, Any], kind: str = "llamacpp", *, stream: bool = False) -> ChatRequestPlan:
     req = msgspec.json.decode(msgspec.json.encode({"model": "m", **body}), type=ollama.ChatRequest)
-    return chat_request_to_openai(req, "upstream-id", DIALECTS[kind], stream=stream)
+    return chat_request_to_openai(req, "upstream-id", DIALECTS[kind], Delivery.STREAM if stream else Delivery.WHOLE)
 
 
 def chat_json(body: dict[str, Any], kind: str = "llamacpp", *, stream: bool = False) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def chat_bytes(body: dict[str, Any], kind: str = "llamacpp", *, stream: bool = F
 
 def generate_plan(body: dict[str, Any], kind: str = "llamacpp") -> ChatRequestPlan | CompletionRequestPlan:
     req = msgspec.json.decode(msgspec.json.encode({"model": "m", **body}), type=ollama.GenerateRequest)
-    return generate_request_to_openai(req, "upstream-id", DIALECTS[kind], stream=False)
+    return generate_request_to_openai(req, "upstream-id", DIALECTS[kind], Delivery.WHOLE)
 
 
 def generate_json(body: dict[str, Any], kind: str = "llamacpp") -> dict[str, Any]:
@@ -92,9 +93,51 @@ def test_no_stream_options_without_streaming(kind: str) -> None:
 def test_no_stream_options_when_the_dialect_forbids_usage() -> None:
     req = ollama.ChatRequest(model="m", messages=[ollama.RequestMessage(role="user", content="hi")])
     quiet = dataclasses.replace(LLAMACPP, stream_usage=False)
-    body = msgspec.json.encode(chat_request_to_openai(req, "x", quiet, stream=True).request)
+    body = msgspec.json.encode(chat_request_to_openai(req, "x", quiet, Delivery.STREAM).request)
     assert b'"stream":true' in body
     assert b"stream_options" not in body
+
+
+@pytest.mark.parametrize(
+    ("client_stream", "kind", "delivery"),
+    [
+        (None, "llamacpp", Delivery.STREAM),
+        (True, "generic", Delivery.STREAM),
+        (False, "llamacpp", Delivery.GATHER),
+        (False, "lmstudio", Delivery.GATHER),
+        (False, "vllm", Delivery.WHOLE),
+        (False, "openai", Delivery.WHOLE),
+        (False, "openrouter", Delivery.WHOLE),
+        (False, "generic", Delivery.WHOLE),
+    ],
+)
+def test_delivery_is_chosen_from_stream_and_dialect(client_stream: bool | None, kind: str, delivery: Delivery) -> None:
+    assert Delivery.choose(client_stream, DIALECTS[kind]) is delivery
+
+
+@pytest.mark.parametrize("delivery", list(Delivery))
+def test_a_plan_carries_its_delivery_and_asks_the_backend_to_stream_accordingly(delivery: Delivery) -> None:
+    req = ollama.ChatRequest(model="m", messages=[ollama.RequestMessage(role="user", content="hi")])
+    plan = chat_request_to_openai(req, "x", LLAMACPP, delivery)
+    assert plan.delivery is delivery
+    assert plan.request.stream is (delivery is not Delivery.WHOLE)
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"prompt": "hi"}, "/v1/chat/completions"),
+        ({"prompt": "hi", "raw": True}, "/v1/completions"),
+        ({"prompt": "def f(", "suffix": "return 1"}, "/v1/completions"),
+    ],
+    ids=["templated", "raw", "suffix"],
+)
+def test_a_generate_plan_names_its_path(body: dict[str, Any], path: str) -> None:
+    assert generate_plan(body).path == path
+
+
+def test_a_chat_plan_names_its_path() -> None:
+    assert chat_plan({"messages": USER_HI}).path == "/v1/chat/completions"
 
 
 def test_unset_knobs_are_absent_not_null() -> None:

@@ -1,8 +1,11 @@
 """``POST /api/chat`` and ``POST /api/generate``: parse -> resolve -> translate -> relay.
 
-A request with no messages (chat) or no prompt (generate) only loads the model, or unloads it
-with ``keep_alive: 0``, and is answered with ``done_reason: "load"``/``"unload"`` as Ollama
-does, without a completion. ``keep_alive: 0`` on a real request unloads after it.
+After parsing, both share one path: resolve the model, check what it can do, choose the
+``Delivery`` once (from ``stream`` and the backend's dialect), build the plan with it and hand it
+to ``relay.deliver``. A request with no messages (chat) or no prompt (generate) only loads the
+model, or unloads it with ``keep_alive: 0``, and is answered with ``done_reason: "load"``/
+``"unload"`` as Ollama does, without a completion. ``keep_alive: 0`` on a real request unloads
+after it.
 
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
 ``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.timefmt``, ``ollama_shim.wire``.
@@ -20,26 +23,78 @@ from ..registry import Resolved
 from ..timefmt import utc_timestamp
 from ..translate.catalog import COMPLETION, INSERT
 from ..translate.request import (
-    ChatRequestPlan,
+    Delivery,
+    GenerationPlan,
     chat_request_to_openai,
     generate_request_to_openai,
     is_load_request,
     load_done_reason,
     wants_unload,
 )
-from ..translate.stream import StreamContext
+from ..translate.stream import OllamaChunk, StreamContext
 from ..wire import ollama as ow
 from . import relay
 from .http import encode, json_response, read_body
 from .state import AppState, state_of
 
+GenerationRequest = ow.ChatRequest | ow.GenerateRequest
 
-def _check_can_complete(resolved: Resolved, model: str, verb: str) -> None:
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    started = time.monotonic_ns()
+    req = await read_body(request, ow.ChatRequest)
+    if not req.model:
+        raise BadRequest("model is required")
+    return await _answer(request, req, started)
+
+
+async def generate(request: web.Request) -> web.StreamResponse:
+    started = time.monotonic_ns()
+    req = await read_body(request, ow.GenerateRequest)
+    if not req.model:
+        raise ModelNotFound("")  # Ollama answers 404 "model '' not found" here, not 400
+    return await _answer(request, req, started)
+
+
+async def _answer(request: web.Request, req: GenerationRequest, started_ns: int) -> web.StreamResponse:
+    state = state_of(request)
+    resolved = await state.registry.resolve(req.model)
+    _check_can_answer(resolved, req)
+    if is_load_request(req):
+        return json_response(_load_answer(req, await _load_only(state, resolved, req.keep_alive)))
+    plan = _plan(req, resolved, Delivery.choose(req.stream, resolved.dialect))
+    state.note_ignored(plan.ignored_options, resolved.dialect.kind)
+    is_chat = isinstance(req, ow.ChatRequest)
+    ctx = StreamContext(
+        model=req.model,
+        endpoint="chat" if is_chat else "generate",
+        started_ns=started_ns,
+        hide_thinking=req.think is False,
+        want_tool_calls=isinstance(req, ow.ChatRequest) and bool(req.tools),
+    )
+    response = await relay.deliver(plan.delivery, request, state, resolved, plan.path, encode(plan.request), ctx)
+    if wants_unload(req.keep_alive):
+        with contextlib.suppress(ShimError):
+            await state.loader.unload(resolved)
+    return response
+
+
+def _check_can_answer(resolved: Resolved, req: GenerationRequest) -> None:
+    verb = "chat" if isinstance(req, ow.ChatRequest) else "generate"
     if COMPLETION not in resolved.record.capabilities:
-        raise BadRequest(f'"{model}" does not support {verb}')
+        raise BadRequest(f'"{req.model}" does not support {verb}')
+    if isinstance(req, ow.GenerateRequest) and req.suffix and INSERT not in resolved.record.capabilities:
+        raise BadRequest(f'"{req.model}" does not support insert')
 
 
-async def _load_only(state: AppState, resolved: Resolved, keep_alive: object) -> str:
+def _plan(req: GenerationRequest, resolved: Resolved, delivery: Delivery) -> GenerationPlan:
+    upstream_id, dialect = resolved.record.upstream_id, resolved.dialect
+    if isinstance(req, ow.ChatRequest):
+        return chat_request_to_openai(req, upstream_id, dialect, delivery)
+    return generate_request_to_openai(req, upstream_id, dialect, delivery)
+
+
+async def _load_only(state: AppState, resolved: Resolved, keep_alive: ow.KeepAlive) -> str:
     reason = load_done_reason(keep_alive)
     if reason == "unload":
         await state.loader.unload(resolved)
@@ -48,71 +103,12 @@ async def _load_only(state: AppState, resolved: Resolved, keep_alive: object) ->
     return reason
 
 
-async def _run(
-    request: web.Request, state: AppState, resolved: Resolved, plan_body: tuple[str, bytes], ctx: StreamContext,
-    *, streaming: bool, keep_alive: object,
-) -> web.StreamResponse:
-    path, body = plan_body
-    if streaming:
-        response = await relay.stream(request, state, resolved, path, body, ctx)
-    elif resolved.dialect.stream_upstream:
-        response = await relay.gather(state, resolved, path, body, ctx)
-    else:
-        response = await relay.complete(state, resolved, path, body, ctx)
-    if wants_unload(keep_alive):
-        with contextlib.suppress(ShimError):
-            await state.loader.unload(resolved)
-    return response
-
-
-async def chat(request: web.Request) -> web.StreamResponse:
-    started = time.monotonic_ns()
-    state = state_of(request)
-    req = await read_body(request, ow.ChatRequest)
-    if not req.model:
-        raise BadRequest("model is required")
-    resolved = await state.registry.resolve(req.model)
-    _check_can_complete(resolved, req.model, "chat")
-    if is_load_request(req):
-        reason = await _load_only(state, resolved, req.keep_alive)
+def _load_answer(req: GenerationRequest, reason: str) -> OllamaChunk:
+    created_at = utc_timestamp(time.time_ns())
+    if isinstance(req, ow.ChatRequest):
         message = ow.ResponseMessage(role="assistant", content="")
-        done = ow.ChatChunk(model=req.model, created_at=utc_timestamp(time.time_ns()), message=message,
-                            done=True, done_reason=reason)
-        return json_response(done)
-    streaming = req.stream is not False
-    upstream_streams = streaming or resolved.dialect.stream_upstream
-    plan = chat_request_to_openai(req, resolved.record.upstream_id, resolved.dialect, stream=upstream_streams)
-    state.note_ignored(plan.ignored_options, resolved.dialect.kind)
-    ctx = StreamContext(model=req.model, endpoint="chat", started_ns=started, hide_thinking=req.think is False,
-                        want_tool_calls=bool(req.tools))
-    target = ("/v1/chat/completions", encode(plan.request))
-    return await _run(request, state, resolved, target, ctx, streaming=streaming, keep_alive=req.keep_alive)
-
-
-async def generate(request: web.Request) -> web.StreamResponse:
-    started = time.monotonic_ns()
-    state = state_of(request)
-    req = await read_body(request, ow.GenerateRequest)
-    if not req.model:
-        raise ModelNotFound("")  # Ollama answers 404 "model '' not found" here, not 400
-    resolved = await state.registry.resolve(req.model)
-    _check_can_complete(resolved, req.model, "generate")
-    if req.suffix and INSERT not in resolved.record.capabilities:
-        raise BadRequest(f'"{req.model}" does not support insert')
-    if is_load_request(req):
-        reason = await _load_only(state, resolved, req.keep_alive)
-        done = ow.GenerateChunk(model=req.model, created_at=utc_timestamp(time.time_ns()), response="",
-                                done=True, done_reason=reason)
-        return json_response(done)
-    streaming = req.stream is not False
-    upstream_streams = streaming or resolved.dialect.stream_upstream
-    plan = generate_request_to_openai(req, resolved.record.upstream_id, resolved.dialect, stream=upstream_streams)
-    state.note_ignored(plan.ignored_options, resolved.dialect.kind)
-    path = "/v1/chat/completions" if isinstance(plan, ChatRequestPlan) else "/v1/completions"
-    ctx = StreamContext(model=req.model, endpoint="generate", started_ns=started, hide_thinking=req.think is False,
-                        want_tool_calls=False)
-    target = (path, encode(plan.request))
-    return await _run(request, state, resolved, target, ctx, streaming=streaming, keep_alive=req.keep_alive)
+        return ow.ChatChunk(model=req.model, created_at=created_at, message=message, done=True, done_reason=reason)
+    return ow.GenerateChunk(model=req.model, created_at=created_at, response="", done=True, done_reason=reason)
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,13 +1,19 @@
 """Send a translated request to its backend and bring the answer back in Ollama's shape.
 
-``complete`` (one JSON object) and ``stream`` (NDJSON, line per upstream chunk) share the
-retry rule: only before any byte went to the client, a backend that says no model is loaded
-("No models loaded", llama.cpp's 503 "Loading model") gets a load request and a bounded retry
-with backoff. Time spent there is reported as ``load_duration``. After the first line, a
-failure becomes a last ``{"error": ...}`` line; text already sent is never sent again. So does
-a shutdown whose grace period ran out (``routes.lifecycle``).
+``deliver`` picks the relay the plan's ``Delivery`` names: ``stream`` (NDJSON, lines as the backend's
+SSE chunks arrive), ``gather`` (the backend streams, the client gets one object assembled from
+it, bounded by ``limits.gathered_bytes``) or ``complete`` (one JSON object each way). The first
+two write or collect what ``translate.pipeline.StreamPipeline`` produces; this module holds no
+decoding or translation of its own.
 
-May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.sse``, ``ollama_shim.translate``,
+All share the retry rule: only before any byte went to the client, a backend that says no model
+is loaded ("No models loaded", llama.cpp's 503 "Loading model") gets a load request and a bounded
+retry with backoff. Time spent before the backend began on the answer is reported as
+``load_duration``. After the first line, a failure becomes a last ``{"error": ...}`` line; text
+already sent is never sent again. So does a shutdown whose grace period ran out
+(``routes.lifecycle``).
+
+May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
 ``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``.
 """
 
@@ -22,10 +28,11 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from ..errors import ShimError, UpstreamStatus
+from ..errors import ShimError, UpstreamProtocol, UpstreamStatus
 from ..registry import Resolved
-from ..sse import SSEDecoder
-from ..translate.response import completion_to_ollama, merge_pieces
+from ..translate.pipeline import EventTranslator, Produced, StreamPipeline
+from ..translate.request import Delivery
+from ..translate.response import completion_to_ollama, merge_pieces, text_bytes
 from ..translate.stream import OllamaChunk, StreamContext, StreamTranslator
 from ..wire.openai import ChatCompletion
 from .http import NdjsonStream, json_response
@@ -43,10 +50,13 @@ def needs_load(exc: UpstreamStatus) -> bool:
     return "no models loaded" in text or (exc.status == 503 and "loading" in text)
 
 
-async def with_load_retry(state: AppState, resolved: Resolved, attempt: Callable[[], Awaitable[T]]) -> T:
+async def _retried(state: AppState, resolved: Resolved, attempt: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+    """``attempt()``'s result, loading and retrying while the model is not loaded, and the monotonic
+    ns at which the attempt that succeeded began."""
     for delay in (*RETRY_DELAYS, None):
+        began_ns = time.monotonic_ns()
         try:
-            return await attempt()
+            return await attempt(), began_ns
         except UpstreamStatus as exc:
             if delay is None or not needs_load(exc):
                 raise
@@ -58,6 +68,24 @@ async def with_load_retry(state: AppState, resolved: Resolved, attempt: Callable
     raise AssertionError("unreachable")
 
 
+async def with_load_retry(state: AppState, resolved: Resolved, attempt: Callable[[], Awaitable[T]]) -> T:
+    """``attempt()``, loaded and retried while the backend says the model is not loaded."""
+    result, _ = await _retried(state, resolved, attempt)
+    return result
+
+
+async def deliver(
+    delivery: Delivery, request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes,
+    ctx: StreamContext,
+) -> web.StreamResponse:
+    """Relay the answer the way ``delivery`` says."""
+    if delivery is Delivery.STREAM:
+        return await stream(request, state, resolved, path, body, ctx)
+    if delivery is Delivery.GATHER:
+        return await gather(state, resolved, path, body, ctx)
+    return await complete(state, resolved, path, body, ctx)
+
+
 async def complete(
     state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
 ) -> web.Response:
@@ -65,21 +93,49 @@ async def complete(
     async def attempt() -> ChatCompletion:
         return await state.upstream.post_json(resolved.backend, path, body, ChatCompletion)
 
-    completion = await with_load_retry(state, resolved, attempt)
+    completion, began_ns = await _retried(state, resolved, attempt)
+    ctx = dataclasses.replace(ctx, load_ns=max(0, began_ns - ctx.started_ns))
     return json_response(completion_to_ollama(completion, ctx))
 
 
 async def _open(
-    stack: contextlib.AsyncExitStack, state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
-) -> tuple[AsyncIterator[bytes], StreamTranslator]:
-    """Open the upstream stream on ``stack`` (loading and retrying as needed); the body's chunks and a
-    translator whose ``load_duration`` is the time that took."""
+    stack: contextlib.AsyncExitStack, state: AppState, resolved: Resolved, path: str, body: bytes,
+    make_translator: Callable[[], EventTranslator[T]],
+) -> tuple[AsyncIterator[bytes], StreamPipeline[T]]:
+    """Open the upstream stream on ``stack`` (loading and retrying as needed); its body's chunks and
+    a pipeline over a translator made once it opened."""
 
     async def attempt() -> AsyncIterator[bytes]:
         return await stack.enter_async_context(state.upstream.stream(resolved.backend, path, body))
 
     chunks = await with_load_retry(state, resolved, attempt)
-    return chunks, StreamTranslator(dataclasses.replace(ctx, load_ns=time.monotonic_ns() - ctx.started_ns))
+    return chunks, StreamPipeline(make_translator())
+
+
+def _ollama_translator(ctx: StreamContext) -> Callable[[], StreamTranslator]:
+    """Ollama chunks, with ``load_duration`` from the request's arrival until the stream opened."""
+    def make() -> StreamTranslator:
+        return StreamTranslator(dataclasses.replace(ctx, load_ns=time.monotonic_ns() - ctx.started_ns))
+
+    return make
+
+
+async def _drive(
+    chunks: AsyncIterator[bytes], pipeline: StreamPipeline[T], take: Callable[[list[T]], Awaitable[None]]
+) -> None:
+    """Feed every read to ``pipeline`` and hand what it produced to ``take``; a backend error is raised
+    once what came before it was taken. Stops reading when the answer is complete."""
+    async for data in chunks:
+        await _take(pipeline.feed(data), take)
+        if pipeline.done:
+            return
+    await _take(pipeline.close(), take)  # the backend hung up, with or without [DONE]
+
+
+async def _take(produced: Produced[T], take: Callable[[list[T]], Awaitable[None]]) -> None:
+    await take(produced.chunks)
+    if produced.error is not None:
+        raise produced.error
 
 
 async def stream(
@@ -87,10 +143,10 @@ async def stream(
 ) -> web.StreamResponse:
     """Upstream SSE -> Ollama NDJSON, chunk by chunk."""
     async with contextlib.AsyncExitStack() as stack:
-        chunks, translator = await _open(stack, state, resolved, path, body, ctx)
+        chunks, pipeline = await _open(stack, state, resolved, path, body, _ollama_translator(ctx))
         out = NdjsonStream(request)
         try:
-            await _pump(chunks, translator, out)
+            await _drive(chunks, pipeline, out.write_many)
         except ShimError as exc:
             if not out.started:
                 raise  # nothing was sent: the error boundary answers with the right status
@@ -103,47 +159,24 @@ async def stream(
         return await out.finish()
 
 
-def _feed(decoder: SSEDecoder, translator: StreamTranslator, data: bytes, sink: list[OllamaChunk]) -> None:
-    """Translate one read into ``sink``; on a failure, what came before it stays in ``sink``."""
-    for event in decoder.feed(data):
-        sink += translator.feed_event(event)
-
-
-def _feed_end(decoder: SSEDecoder, translator: StreamTranslator, sink: list[OllamaChunk]) -> None:
-    for event in decoder.close():
-        sink += translator.feed_event(event)
-    if not translator.finished:  # the backend ended without [DONE]: tolerated
-        sink += translator.finish()
-
-
-async def _pump(chunks: AsyncIterator[bytes], translator: StreamTranslator, out: NdjsonStream) -> None:
-    decoder = SSEDecoder()
-    async for data in chunks:
-        lines: list[OllamaChunk] = []
-        try:
-            _feed(decoder, translator, data, lines)
-        finally:  # what was translated before a failure still goes out, once
-            await out.write_many(lines)
-        if translator.finished:
-            return
-    lines = []
-    try:
-        _feed_end(decoder, translator, lines)
-    finally:
-        await out.write_many(lines)
-
-
 async def gather(state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext) -> web.Response:
     """A streamed upstream answer assembled into one Ollama object (``stream: false`` on a backend
-    whose dialect says ``stream_upstream``), so that a client that leaves stops the backend too."""
+    whose dialect says ``stream_upstream``), so that a client that leaves stops the backend too.
+    More than ``limits.gathered_bytes`` of text is a 502."""
+    limit = state.settings.limits.gathered_bytes
+    pieces: list[OllamaChunk] = []
+    size = 0
+
+    async def keep(chunks: list[OllamaChunk]) -> None:
+        nonlocal size
+        pieces.extend(chunks)
+        size += sum(text_bytes(chunk) for chunk in chunks)
+        if size > limit:
+            raise UpstreamProtocol(
+                f"backend at {resolved.backend.root} sent an answer longer than the limit of {limit} bytes"
+            )
+
     async with contextlib.AsyncExitStack() as stack:
-        chunks, translator = await _open(stack, state, resolved, path, body, ctx)
-        decoder = SSEDecoder()
-        pieces: list[OllamaChunk] = []
-        async for data in chunks:
-            _feed(decoder, translator, data, pieces)
-            if translator.finished:
-                break
-        else:
-            _feed_end(decoder, translator, pieces)
+        chunks, pipeline = await _open(stack, state, resolved, path, body, _ollama_translator(ctx))
+        await _drive(chunks, pipeline, keep)
     return json_response(merge_pieces(pieces))

@@ -1,8 +1,11 @@
 """Ollama requests -> OpenAI-compatible requests: /api/chat and /api/generate -> chat completions
 (or legacy completions for ``raw``/``suffix``), /api/embed and /api/embeddings -> embeddings.
 
-Each converter returns a frozen *plan*: the typed upstream request plus the option names that were
-not sent, for the caller to log. The helpers ``is_load_request``, ``wants_unload`` and
+Each converter returns a frozen *plan*: the typed upstream request, the path it goes to, and the
+option names that were not sent, for the caller to log. A chat or generate plan also carries its
+``Delivery`` (stream / gather / whole), chosen once by ``Delivery.choose`` from the client's
+``stream`` flag and the dialect: it decides both the ``stream`` the backend is asked for and how the
+route relays the answer. The helpers ``is_load_request``, ``wants_unload`` and
 ``load_done_reason`` tell a route what to do before calling a backend. ``messages_to_openai``,
 ``tools_to_openai`` (from ``translate.messages``) and ``parse_keep_alive``, ``ttl_seconds``,
 ``wants_unload`` (from ``translate.keep_alive``) are re-exported so a route needs this module only.
@@ -13,8 +16,9 @@ other ``ollama_shim.translate`` modules.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import ClassVar, Literal
 
 import msgspec
 
@@ -30,6 +34,7 @@ from ollama_shim.wire import openai as oai
 __all__ = [
     "ChatRequestPlan",
     "CompletionRequestPlan",
+    "Delivery",
     "EmbeddingsRequestPlan",
     "ThinkParams",
     "chat_request_to_openai",
@@ -54,15 +59,38 @@ _MAX_TOP_LOGPROBS = 20
 
 
 # ---------------------------------------------------------------------------
-# Plans
+# Delivery and plans
 # ---------------------------------------------------------------------------
+
+
+class Delivery(enum.Enum):
+    """How a chat or generate answer travels from the backend to the client."""
+
+    STREAM = "stream"  # SSE from the backend, NDJSON to the client, chunk by chunk
+    GATHER = "gather"  # SSE from the backend, assembled into one object for the client
+    WHOLE = "whole"  # one JSON object each way
+
+    @property
+    def upstream_streams(self) -> bool:
+        """Whether the backend is asked for a stream."""
+        return self is not Delivery.WHOLE
+
+    @classmethod
+    def choose(cls, client_stream: bool | None, dialect: Dialect) -> Delivery:
+        """Streamed unless the client said ``stream: false`` (Ollama's default); then gathered from a
+        stream where the dialect says ``stream_upstream``, else whole."""
+        if client_stream is not False:
+            return cls.STREAM
+        return cls.GATHER if dialect.stream_upstream else cls.WHOLE
 
 
 @dataclass(frozen=True)
 class ChatRequestPlan:
     """A POST to ``/v1/chat/completions``."""
 
+    path: ClassVar[str] = "/v1/chat/completions"
     request: oai.ChatCompletionRequest
+    delivery: Delivery
     ignored_options: tuple[IgnoredOption, ...] = ()
 
 
@@ -70,8 +98,13 @@ class ChatRequestPlan:
 class CompletionRequestPlan:
     """A POST to ``/v1/completions`` (raw prompt or fill-in-the-middle): no chat template applied."""
 
+    path: ClassVar[str] = "/v1/completions"
     request: oai.CompletionRequest
+    delivery: Delivery
     ignored_options: tuple[IgnoredOption, ...] = ()
+
+
+GenerationPlan = ChatRequestPlan | CompletionRequestPlan
 
 
 @dataclass(frozen=True)
@@ -91,28 +124,27 @@ class EmbeddingsRequestPlan:
 
 
 def chat_request_to_openai(
-    req: ollama.ChatRequest, upstream_model: str, dialect: Dialect, *, stream: bool
+    req: ollama.ChatRequest, upstream_model: str, dialect: Dialect, delivery: Delivery
 ) -> ChatRequestPlan:
-    """/api/chat -> chat completion. ``stream`` is what to ask the backend for (the route may
-    stream upstream even for a client that wants one object)."""
+    """/api/chat -> chat completion; the backend is asked to stream when ``delivery`` says so."""
     messages = messages_to_openai(req.messages or [], dialect)
-    return _chat_plan(req, upstream_model, dialect, messages, tools_to_openai(req.tools), stream=stream)
+    return _chat_plan(req, upstream_model, dialect, messages, tools_to_openai(req.tools), delivery)
 
 
 def generate_request_to_openai(
-    req: ollama.GenerateRequest, upstream_model: str, dialect: Dialect, *, stream: bool
-) -> ChatRequestPlan | CompletionRequestPlan:
+    req: ollama.GenerateRequest, upstream_model: str, dialect: Dialect, delivery: Delivery
+) -> GenerationPlan:
     """/api/generate -> a chat completion (so the backend's chat template applies), or a legacy
     completion when ``raw`` is set or a ``suffix`` asks for fill-in-the-middle."""
     _check_generate(req)
     if req.raw or req.suffix:
-        return _completion_plan(req, upstream_model, dialect, stream=stream)
+        return _completion_plan(req, upstream_model, dialect, delivery)
     messages: list[oai.OutMessage] = []
     if req.system:
         messages.append(oai.OutMessage(role="system", content=req.system))
     content = content_to_openai(req.prompt, req.images, where="images")
     messages.append(oai.OutMessage(role="user", content=content))
-    return _chat_plan(req, upstream_model, dialect, messages, None, stream=stream)
+    return _chat_plan(req, upstream_model, dialect, messages, None, delivery)
 
 
 def _check_generate(req: ollama.GenerateRequest) -> None:
@@ -134,9 +166,9 @@ def _chat_plan(
     dialect: Dialect,
     messages: list[oai.OutMessage],
     tools: list[oai.OutTool] | None,
-    *,
-    stream: bool,
+    delivery: Delivery,
 ) -> ChatRequestPlan:
+    stream = delivery.upstream_streams
     options = options_to_sampling(req.options, dialect)
     think = think_to_params(req.think, dialect)
     logprobs, top_logprobs = _logprobs(req.logprobs, req.top_logprobs)
@@ -155,13 +187,14 @@ def _chat_plan(
         top_logprobs=top_logprobs,
         **msgspec.structs.asdict(options.sampling),
     )
-    return ChatRequestPlan(request=request, ignored_options=options.ignored)
+    return ChatRequestPlan(request=request, delivery=delivery, ignored_options=options.ignored)
 
 
 def _completion_plan(
-    req: ollama.GenerateRequest, upstream_model: str, dialect: Dialect, *, stream: bool
+    req: ollama.GenerateRequest, upstream_model: str, dialect: Dialect, delivery: Delivery
 ) -> CompletionRequestPlan:
     # `think` has no meaning without a chat template, so it is not sent here.
+    stream = delivery.upstream_streams
     options = options_to_sampling(req.options, dialect)
     logprobs, top_logprobs = _logprobs(req.logprobs, req.top_logprobs)
     request = oai.CompletionRequest(
@@ -175,7 +208,7 @@ def _completion_plan(
         logprobs=(top_logprobs or 0) if logprobs else None,
         **msgspec.structs.asdict(options.sampling),
     )
-    return CompletionRequestPlan(request=request, ignored_options=options.ignored)
+    return CompletionRequestPlan(request=request, delivery=delivery, ignored_options=options.ignored)
 
 
 def _stream_options(dialect: Dialect, *, stream: bool) -> oai.StreamOptions | None:
@@ -198,7 +231,7 @@ def _logprobs(logprobs: bool | None, top_logprobs: int | None) -> tuple[bool | N
 # ---------------------------------------------------------------------------
 
 
-def format_to_response_format(fmt: Any, dialect: Dialect) -> oai.ResponseFormat | None:
+def format_to_response_format(fmt: ollama.Format, dialect: Dialect) -> oai.ResponseFormat | None:
     """``"json"`` -> JSON mode as the backend spells it; a schema object -> ``json_schema``."""
     if fmt is None or fmt == "":
         return None
@@ -218,12 +251,12 @@ def format_to_response_format(fmt: Any, dialect: Dialect) -> oai.ResponseFormat 
     raise BadRequest(f'invalid format: {shown}; expected "json" or a valid JSON Schema object')
 
 
-def parse_think(value: Any) -> bool | ThinkLevel | None:
+def parse_think(value: ollama.Think) -> bool | ThinkLevel | None:
     """``think`` checked: None (not given), a bool, or a level."""
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, str) and value in _THINK_LEVELS:
-        return cast(ThinkLevel, value)
+    if value in _THINK_LEVELS:
+        return value
     shown = msgspec.json.encode(value).decode()
     raise BadRequest(f'invalid think value: {shown} (must be "high", "medium", "low", "max", true, or false)')
 
@@ -233,18 +266,18 @@ class ThinkParams:
     """The request fields that carry ``think`` for one dialect; unset ones are not sent."""
 
     reasoning_effort: str | None = None
-    chat_template_kwargs: dict[str, Any] | None = None
-    reasoning: dict[str, Any] | None = None
+    chat_template_kwargs: oai.JSONObject | None = None
+    reasoning: oai.JSONObject | None = None
 
 
-def think_to_params(value: Any, dialect: Dialect) -> ThinkParams:
+def think_to_params(value: ollama.Think, dialect: Dialect) -> ThinkParams:
     think = parse_think(value)
     if think is None or dialect.think_style == "none":
         return ThinkParams()
     if dialect.think_style == "chat_template_kwargs":
         # What Ollama itself sends to llama-server: the switch, plus the level for templates
         # (gpt-oss) that read one.
-        kwargs: dict[str, Any] = {"enable_thinking": think is not False}
+        kwargs: oai.JSONObject = {"enable_thinking": think is not False}
         if isinstance(think, str):
             kwargs["reasoning_effort"] = think
         return ThinkParams(chat_template_kwargs=kwargs)
@@ -268,7 +301,7 @@ def is_load_request(req: ollama.ChatRequest | ollama.GenerateRequest) -> bool:
     return req.prompt == "" and not req.suffix
 
 
-def load_done_reason(keep_alive: Any) -> Literal["load", "unload"]:
+def load_done_reason(keep_alive: ollama.KeepAlive) -> Literal["load", "unload"]:
     return "unload" if wants_unload(keep_alive) else "load"
 
 

@@ -4,7 +4,8 @@ The completion is replayed through ``StreamTranslator`` as a single chunk, so co
 ``reasoning_content``/``reasoning``, inline ``<think>`` tags, tool calls (JSON-string arguments
 parsed to objects), legacy ``choices[].text``, errors, ``done_reason`` and metrics follow exactly
 the streaming rules. The pieces are then concatenated into the done chunk, as Ollama does for
-``stream: false``.
+``stream: false``; ``merge_pieces`` does the same for a streamed answer gathered into one, and
+``text_bytes`` measures what such gathering holds.
 
 May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``, ``ollama_shim.timefmt``,
 ``ollama_shim.translate.stream``.
@@ -18,26 +19,18 @@ import msgspec
 
 from ollama_shim.translate.stream import Clock, OllamaChunk, StreamContext, StreamTranslator
 from ollama_shim.wire.ollama import ChatChunk, GenerateChunk
-from ollama_shim.wire.openai import ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta
+from ollama_shim.wire.openai import ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice
 
 
 def _choice_as_chunk_choice(choice: Choice) -> ChunkChoice:
     message = choice.message
-    delta = None
-    if message is not None:
+    if message is not None and message.tool_calls:
         # Whole tool calls carry no `index`; number them so each stays a call of its own.
-        calls = message.tool_calls or []
-        tool_calls = [msgspec.structs.replace(call, index=position) for position, call in enumerate(calls)]
-        delta = Delta(
-            role=message.role,
-            content=message.content,
-            reasoning_content=message.reasoning_content,
-            reasoning=message.reasoning,
-            tool_calls=tool_calls or None,
-        )
+        calls = [msgspec.structs.replace(call, index=position) for position, call in enumerate(message.tool_calls)]
+        message = msgspec.structs.replace(message, tool_calls=calls)
     return ChunkChoice(
         index=choice.index,
-        delta=delta,
+        delta=message,
         finish_reason=choice.finish_reason,
         text=choice.text,
         error=choice.error,
@@ -66,6 +59,13 @@ def _translate_whole(
 
 def _joined(parts: list[str | None]) -> str:
     return "".join(part for part in parts if part)
+
+
+def text_bytes(chunk: OllamaChunk) -> int:
+    """UTF-8 bytes of the answer and thinking text one chunk carries (what gathering keeps)."""
+    if isinstance(chunk, GenerateChunk):
+        return len(chunk.response.encode()) + len((chunk.thinking or "").encode())
+    return len(chunk.message.content.encode()) + len((chunk.message.thinking or "").encode())
 
 
 def merge_pieces(pieces: list[OllamaChunk]) -> OllamaChunk:

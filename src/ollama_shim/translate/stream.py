@@ -1,19 +1,16 @@
 """Stream translation: OpenAI chat-completion chunks in, Ollama ``/api/chat`` or ``/api/generate``
 NDJSON chunks out.
 
-Use::
+Use it through ``translate.pipeline.StreamPipeline``, which feeds it the decoded SSE events::
 
-    translator = StreamTranslator(StreamContext(model=name, endpoint="chat", started_ns=t0))
-    for event in sse_decoder.feed(data):          # per read from the backend
-        emit(translator.feed_event(event))        # parses, translates; [DONE] -> finish()
-    ...
-    if not translator.finished:                   # EOF without [DONE] is tolerated
-        emit(translator.finish())                 # the final ``done: true`` chunk
+    pipeline = StreamPipeline(StreamTranslator(StreamContext(model=name, endpoint="chat", started_ns=t0)))
 
+``feed_event(event)`` parses and translates one event (``[DONE]`` -> ``finish()``); ``finish()``
+gives the held-back text and the final ``done: true`` chunk (EOF without ``[DONE]`` is tolerated).
 ``feed(chunk)`` takes an already parsed ``ChatCompletionChunk``; ``parse_event(event)`` turns an
 ``SSEEvent`` into one (``None`` for ``[DONE]``). Backend errors raise ``UpstreamStatus`` with the
-backend's own message, unreadable frames ``UpstreamProtocol``; what was already returned stays
-valid, nothing is ever sent twice.
+backend's own message, unreadable frames (JSON nested too deep included) ``UpstreamProtocol``;
+what was already returned stays valid, nothing is ever sent twice.
 
 What is mapped (after Ollama's own llama-server adapter, ``llm/llama_server.go``):
 
@@ -123,6 +120,8 @@ def parse_event(event: SSEEvent) -> ChatCompletionChunk | None:
         chunk = _CHUNK_DECODER.decode(event.data)
     except msgspec.DecodeError as exc:
         raise UpstreamProtocol(f"backend sent an unreadable stream frame: {exc}") from exc
+    except RecursionError:
+        raise UpstreamProtocol("backend sent an unreadable stream frame: JSON nested too deep") from None
     if chunk.error is not None:
         raise upstream_error(chunk.error)
     return chunk

@@ -3,12 +3,15 @@
 Deltas are matched by ``index``; without one, a new ``id`` or a ``name`` starts a call and anything
 else continues the last one. Arguments may arrive as JSON text in pieces, or (some servers) as an
 object. ``function.index`` counts from 0 in order of first appearance; the backend's ``id`` is kept.
+Arguments nested deeper than ``MAX_ARGUMENT_DEPTH`` are refused as ``UpstreamProtocol``, so that
+they can neither exhaust the stack here nor when the answer is encoded.
 
 May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -16,6 +19,8 @@ import msgspec
 from ollama_shim.errors import UpstreamProtocol
 from ollama_shim.wire.ollama import JSONObject, ResponseToolCall, ResponseToolCallFunction
 from ollama_shim.wire.openai import ToolCallDelta
+
+MAX_ARGUMENT_DEPTH = 128  # nested objects/arrays; real tool arguments stay far below
 
 
 @dataclass(slots=True)
@@ -25,12 +30,39 @@ class _ToolCallParts:
     argument_parts: list[str]
 
 
-def _arguments_text(arguments: str | JSONObject | None) -> str:
+def _too_deep(name: str) -> UpstreamProtocol:
+    return UpstreamProtocol(
+        f'backend returned tool call arguments for "{name}" nested deeper than {MAX_ARGUMENT_DEPTH} levels'
+    )
+
+
+def _arguments_text(name: str, arguments: str | JSONObject | None) -> str:
     if arguments is None:
         return ""
     if isinstance(arguments, str):
         return arguments
-    return msgspec.json.encode(arguments).decode()
+    try:
+        return msgspec.json.encode(arguments).decode()
+    except RecursionError:
+        raise _too_deep(name) from None
+
+
+def _nesting_within(value: object, limit: int) -> bool:
+    """Whether no object or array in ``value`` lies deeper than ``limit`` (checked without recursion)."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        pending.extend((child, depth + 1) for child in children)
+    return True
 
 
 def parse_tool_arguments(name: str, text: str) -> JSONObject:
@@ -45,8 +77,12 @@ def parse_tool_arguments(name: str, text: str) -> JSONObject:
             value = msgspec.json.decode(value) if value.strip() else {}
     except msgspec.DecodeError:
         value = None
+    except RecursionError:
+        raise _too_deep(name) from None
     if not isinstance(value, dict):
         raise UpstreamProtocol(f'backend returned invalid tool call arguments for "{name}"')
+    if not _nesting_within(value, MAX_ARGUMENT_DEPTH):
+        raise _too_deep(name)
     return value
 
 
@@ -68,7 +104,7 @@ class ToolCallAccumulator:
         if name and not call.name:
             call.name = name
         if function is not None:
-            call.argument_parts.append(_arguments_text(function.arguments))
+            call.argument_parts.append(_arguments_text(call.name, function.arguments))
 
     def build(self) -> list[ResponseToolCall]:
         """Every named call, arguments parsed; ``function.index`` counts from 0."""

@@ -198,6 +198,9 @@ class ToolCallDelta(msgspec.Struct):
 
 
 class Delta(msgspec.Struct):
+    """A stream chunk's ``delta``, and a whole answer's ``message``: the same fields. (A whole
+    answer's tool calls carry no ``index``.)"""
+
     role: str | None = None
     content: str | None = None
     reasoning_content: str | None = None
@@ -225,17 +228,9 @@ class ChatCompletionChunk(msgspec.Struct):
     error: ErrorField | None = None
 
 
-class ChoiceMessage(msgspec.Struct):
-    role: str | None = None
-    content: str | None = None
-    reasoning_content: str | None = None
-    reasoning: str | None = None
-    tool_calls: list[ToolCallDelta] | None = None
-
-
 class Choice(msgspec.Struct):
     index: int = 0
-    message: ChoiceMessage | None = None
+    message: Delta | None = None
     text: str | None = None  # /v1/completions
     finish_reason: str | None = None
     error: ErrorField | None = None  # OpenRouter: set with finish_reason "error"
