@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_shim.sse import SSEDecoder, SSEEvent
+from ollama_shim.errors import UpstreamProtocol
+from ollama_shim.settings import Limits
+from ollama_shim.sse import DEFAULT_MAX_LINE, SSEDecoder, SSEEvent
 
 
 def decode(*reads: bytes) -> list[SSEEvent]:
@@ -140,3 +142,56 @@ def test_event_is_frozen() -> None:
     event = SSEEvent("a")
     with pytest.raises(AttributeError):
         event.data = "b"  # type: ignore[misc]
+
+
+# -- bounded: a line or an event's data past max_line raises ------------------------------------------
+
+CAP = 1000
+
+
+def endless(prefix: bytes, piece: bytes) -> list[bytes]:
+    """``prefix`` and then ``piece`` repeated well past ``CAP``."""
+    return [prefix] + [piece] * (3 * CAP // len(piece) + 1)
+
+
+OVER = [
+    ("endless-data-line", endless(b"data: ", b"x" * 64)),
+    ("endless-comment", endless(b": ", b"ping " * 10)),
+    ("endless-unknown-field", endless(b"", b"y" * 100)),
+    ("one-long-line-in-one-read", [b"data: " + b"x" * (2 * CAP) + b"\n\n"]),
+    ("long-line-then-newline", [b"data: " + b"x" * (CAP + 10), b"\n\n"]),
+    ("many-data-lines-one-event", endless(b"", b"data: " + b"z" * 50 + b"\n")),
+    ("cr-terminated-lines-one-event", endless(b"", b"data: " + b"z" * 50 + b"\r")),
+]
+
+
+@pytest.mark.parametrize("reads", [c[1] for c in OVER], ids=[c[0] for c in OVER])
+def test_a_line_or_event_past_the_cap_raises(reads: list[bytes]) -> None:
+    decoder = SSEDecoder(max_line=CAP)
+    with pytest.raises(UpstreamProtocol, match=f"longer than {CAP} bytes"):
+        for read in reads:
+            decoder.feed(read)
+        decoder.close()
+
+
+def test_exactly_the_cap_is_fine() -> None:
+    line = b"data: " + b"x" * (CAP - 6)
+    decoder = SSEDecoder(max_line=CAP)
+    assert decoder.feed(line[:500]) == []
+    assert decoder.feed(line[500:] + b"\n\n") == [SSEEvent("x" * (CAP - 6))]
+
+
+def test_the_buffer_never_grows_past_the_cap() -> None:
+    decoder = SSEDecoder(max_line=64 * 1024)
+    piece = b"x" * 4096
+    peak = 0
+    with pytest.raises(UpstreamProtocol):
+        for _ in range(10_000):  # 40 MB if nothing stopped it
+            decoder.feed(piece)
+            peak = max(peak, sum(len(p) for p in decoder._line_parts))
+    assert peak <= 64 * 1024
+    assert decoder._line_parts == []  # what was buffered is dropped
+
+
+def test_the_default_cap_is_the_settings_default() -> None:
+    assert SSEDecoder().max_line == DEFAULT_MAX_LINE == Limits().sse_line_bytes

@@ -56,7 +56,7 @@ def create_app(settings: Settings) -> web.Application:
     lifecycle = Lifecycle()
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_boundary, lifecycle.middleware])
     app[LIFECYCLE] = lifecycle
-    upstream = Upstream(settings.timeouts)
+    upstream = Upstream(settings.timeouts, settings.limits, secrets=[b.key for b in settings.backends])
     registry = Registry(settings, upstream)
     app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=Loader(upstream, registry))
     guard.install(app, settings)  # API key and CORS, inside the boundary so their refusals are rendered

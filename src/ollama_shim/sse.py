@@ -17,13 +17,20 @@ completed; ``SSEDecoder.close()`` flushes at end of stream. Framing follows the 
 One deliberate leniency: at ``close()`` an event whose closing blank line never came is still
 delivered, so a backend that writes a last error frame and hangs up is not silenced.
 
-May import: stdlib only.
+Bounded: a line, or the data of one event, longer than ``max_line`` bytes (default
+``DEFAULT_MAX_LINE``, the same as ``Limits.sse_line_bytes``) raises ``UpstreamProtocol`` and the
+buffered bytes are dropped, so an endless line costs at most ``max_line`` plus one read.
+
+May import: stdlib, ``ollama_shim.errors``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UpstreamProtocol
+
+DEFAULT_MAX_LINE = 8 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -38,10 +45,16 @@ class SSEEvent:
 class SSEDecoder:
     """Turns a byte stream cut at arbitrary points into ``SSEEvent``s."""
 
-    __slots__ = ("_at_stream_start", "_cr_pending", "_data_lines", "_event_name", "_line_parts")
+    __slots__ = (
+        "_at_stream_start", "_cr_pending", "_data_bytes", "_data_lines", "_event_name", "_line_parts",
+        "_pending", "max_line",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        self.max_line = max_line
         self._line_parts: list[bytes] = []  # the current, not yet terminated line
+        self._pending = 0  # bytes in _line_parts
+        self._data_bytes = 0  # bytes in _data_lines
         self._cr_pending = False  # the last read ended in CR: an LF opening the next read is its pair
         self._at_stream_start = True  # a UTF-8 BOM may open the stream
         self._data_lines: list[str] = []
@@ -59,17 +72,23 @@ class SSEDecoder:
         if b"\n" not in data:
             if data:
                 self._line_parts.append(data)
+                self._pending += len(data)
+                self._check(self._pending)
             return []
         if self._line_parts:
             self._line_parts.append(data)
             data = b"".join(self._line_parts)
             self._line_parts = []
+            self._pending = 0
         *lines, rest = data.split(b"\n")
-        if rest:
-            self._line_parts.append(rest)
         events: list[SSEEvent] = []
         for line in lines:
+            self._check(len(line))
             self._take_line(line, events)
+        if rest:
+            self._check(len(rest))
+            self._line_parts.append(rest)
+            self._pending = len(rest)
         return events
 
     def close(self) -> list[SSEEvent]:
@@ -78,6 +97,7 @@ class SSEDecoder:
         if self._line_parts:
             line = b"".join(self._line_parts)
             self._line_parts = []
+            self._pending = 0
             self._take_line(line, events)
         self._dispatch(events)
         self._cr_pending = False
@@ -97,6 +117,8 @@ class SSEDecoder:
         if value[:1] == b" ":
             value = value[1:]
         if field == b"data":
+            self._data_bytes += len(value) + 1
+            self._check(self._data_bytes)
             self._data_lines.append(value.decode("utf-8", "replace"))
         elif field == b"event":
             self._event_name = value.decode("utf-8", "replace")
@@ -106,4 +128,14 @@ class SSEDecoder:
         if data:
             events.append(SSEEvent(data, self._event_name or None))
         self._data_lines = []
+        self._data_bytes = 0
         self._event_name = None
+
+    def _check(self, size: int) -> None:
+        """Past ``max_line``: drop what is buffered and raise."""
+        if size > self.max_line:
+            self._line_parts = []
+            self._pending = 0
+            self._data_lines = []
+            self._data_bytes = 0
+            raise UpstreamProtocol(f"backend sent an event-stream line longer than {self.max_line} bytes")

@@ -6,40 +6,107 @@ and nowhere else. Timeouts: ``connect`` bounds the connection,
 two body chunks, ``total`` the whole exchange. Leaving an ``async with`` early (a client that
 went away cancels the handler) closes the upstream connection, so the backend stops generating.
 
-May import: aiohttp, msgspec, stdlib, ``ollama_shim.settings``, ``ollama_shim.errors``, ``ollama_shim.wire``.
+What a backend may send is bounded too:
+
+- no redirect is ever followed: a 3xx is ``UpstreamProtocol`` (502) naming the backend, for the
+  shim's own calls and for the passthrough alike (``forward``);
+- the shim's own calls ask for ``Accept-Encoding: identity`` (the session does not decompress)
+  and refuse an encoded answer; the passthrough forwards the client's own Accept-Encoding (none
+  if it sent none) and hands back raw bytes;
+- a non-streamed answer over ``Limits.response_bytes``, a catalog answer (``get_json``) over
+  ``Limits.catalog_bytes``, and JSON nested too deeply to decode are ``UpstreamProtocol``;
+- a streamed request answered with something that is not ``text/event-stream`` is
+  ``UpstreamProtocol``; an answer with no Content-Type at all is accepted only if its first
+  bytes start an SSE field (``data``, ``event``, ``id``, ``retry`` or a ``:`` comment);
+- an error body's message, and the passthrough's error bodies (``error_body``), have every
+  configured key replaced by ``***``.
+
+May import: aiohttp, msgspec, multidict, yarl, stdlib, ``ollama_shim.settings``, ``ollama_shim.errors``,
+``ollama_shim.wire``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
+from multidict import CIMultiDict
+from yarl import URL
 
 from .errors import UpstreamError, UpstreamProtocol, UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
-from .settings import Backend, Timeouts
+from .settings import Backend, Limits, Timeouts
 from .wire.openai import ErrorBody
 
 T = TypeVar("T")
 
-_JSON = {"Content-Type": "application/json"}
+_IDENTITY = {"Accept-Encoding": "identity"}
+_JSON = {"Content-Type": "application/json", **_IDENTITY}
 _ERROR_DECODER = msgspec.json.Decoder(ErrorBody)
+REDACTED = "***"
+_ERROR_BYTES = 1024 * 1024  # an error body is read this far for its message; the rest is ignored
+_SSE_FIELDS = (b"data", b"event", b"id", b"retry", b":")
+_BOM = b"\xef\xbb\xbf"
 
 
-def error_message(body: bytes) -> str:
-    """The human message in a backend's error body, whatever shape it uses."""
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***``."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def error_message(body: bytes, secrets: Iterable[str] = ()) -> str:
+    """The human message in a backend's error body, whatever shape it uses, with secrets redacted."""
+    raw = body.decode("utf-8", "replace").strip()[:2000]
     try:
         parsed = _ERROR_DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return body.decode("utf-8", "replace").strip()[:2000]
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return redact(raw, secrets)
     if isinstance(parsed.error, str):
-        return parsed.error
-    if parsed.error is not None and parsed.error.message:
-        return parsed.error.message
-    return parsed.message or parsed.detail or body.decode("utf-8", "replace").strip()[:2000]
+        message = parsed.error
+    elif parsed.error is not None and parsed.error.message:
+        message = parsed.error.message
+    else:
+        message = parsed.message or parsed.detail or raw
+    return redact(message, secrets)
+
+
+def is_redirect(status: int) -> bool:
+    """A 3xx that points elsewhere (304 Not Modified does not)."""
+    return 300 <= status < 400 and status != 304
+
+
+def _media_type(resp: aiohttp.ClientResponse) -> str | None:
+    """The Content-Type's media type, lower case, without parameters; None if there is none."""
+    value = resp.headers.get("Content-Type")
+    return value.partition(";")[0].strip().lower() if value is not None else None
+
+
+def _sse_start(head: bytes) -> bool | None:
+    """Whether the first bytes of a body start an SSE field; None while too few came to tell."""
+    text = head.removeprefix(_BOM).lstrip(b"\r\n")
+    if any(text.startswith(field) for field in _SSE_FIELDS):
+        return True
+    if not text or any(field.startswith(text) for field in _SSE_FIELDS):
+        return None
+    return False
+
+
+def _inflate(body: bytes, coding: str, cap: int) -> bytes | None:
+    """A gzip or deflate body decoded (at most ``cap + 1`` bytes of it); None if it cannot be."""
+    # 47: a gzip or zlib header, detected; -15: raw deflate, which some servers send as "deflate".
+    for wbits in (47,) if coding in ("gzip", "x-gzip") else (47, -15):
+        try:
+            return zlib.decompressobj(wbits).decompress(body, cap + 1)
+        except zlib.error:
+            continue
+    return None
 
 
 def _cause(exc: BaseException) -> str:
@@ -55,10 +122,15 @@ def _cause(exc: BaseException) -> str:
 
 
 class Upstream:
-    """HTTP access to the configured backends; owned by the app, closed at shutdown."""
+    """HTTP access to the configured backends; owned by the app, closed at shutdown.
 
-    def __init__(self, timeouts: Timeouts) -> None:
+    ``secrets`` are redacted from backend error messages besides the calling backend's own key.
+    """
+
+    def __init__(self, timeouts: Timeouts, limits: Limits | None = None, *, secrets: Iterable[str | None] = ()) -> None:
         self.timeouts = timeouts
+        self.limits = limits or Limits()
+        self._secrets = tuple(s for s in secrets if s)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -82,11 +154,14 @@ class Upstream:
         return self._session
 
     @staticmethod
-    def _headers(backend: Backend, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        headers = dict(extra or {})
+    def _headers(backend: Backend, extra: Mapping[str, str]) -> CIMultiDict[str]:
+        headers = CIMultiDict(extra)
         if backend.key:
-            headers["Authorization"] = f"Bearer {backend.key}"
+            headers["Authorization"] = f"Bearer {backend.key}"  # replaces any spelling of it
         return headers
+
+    def _secrets_of(self, backend: Backend) -> tuple[str, ...]:
+        return (backend.key, *self._secrets) if backend.key else self._secrets
 
     def _mapped(self, backend: Backend, exc: BaseException) -> BaseException:
         """The ``Upstream*`` error an aiohttp or decoding failure means; anything else unchanged."""
@@ -108,6 +183,8 @@ class Upstream:
             return UpstreamProtocol(f"backend at {backend.root} broke the connection: {_cause(exc)}")
         if isinstance(exc, msgspec.DecodeError | msgspec.ValidationError):
             return UpstreamProtocol(f"backend at {backend.root} sent an invalid response: {exc}")
+        if isinstance(exc, RecursionError):
+            return UpstreamProtocol(f"backend at {backend.root} sent an invalid response: JSON nested too deeply")
         return exc
 
     @contextlib.contextmanager
@@ -152,33 +229,91 @@ class Upstream:
                     raise
                 raise UpstreamTimeout(self._first_byte_text(backend, round(deadline - started, 1))) from exc
 
-    async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
+    def _redirect_error(self, backend: Backend, resp: aiohttp.ClientResponse) -> UpstreamProtocol:
+        target = ""
+        location = resp.headers.get("Location")
+        if location:
+            with contextlib.suppress(ValueError):
+                joined = resp.url.join(URL(location))
+                target = f" to {joined.with_query(None).with_fragment(None)}"
+        return UpstreamProtocol(
+            f"backend at {backend.root} answered HTTP {resp.status} (a redirect{target}); redirects are not "
+            "followed: configure the URL the backend really answers at"
+        )
+
+    async def _check_answer(self, backend: Backend, resp: aiohttp.ClientResponse) -> None:
+        """Raise for an error status, a redirect, or an encoded body the shim did not ask for."""
         if resp.status >= 400:
-            body = await resp.read()
-            raise UpstreamStatus(error_message(body) or f"backend answered HTTP {resp.status}", resp.status)
+            body = await self._prefix(resp, _ERROR_BYTES)
+            message = error_message(body, self._secrets_of(backend))
+            raise UpstreamStatus(message or f"backend answered HTTP {resp.status}", resp.status)
+        if 300 <= resp.status < 400:
+            raise self._redirect_error(backend, resp)
+        coding = resp.headers.get("Content-Encoding", "").strip().lower()
+        if coding not in ("identity", ""):
+            raise UpstreamProtocol(f"backend at {backend.root} sent a {coding}-encoded answer, not identity")
+
+    @staticmethod
+    async def _prefix(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+        """At most about ``cap`` bytes of the body; the rest is left unread."""
+        parts: list[bytes] = []
+        size = 0
+        async for data in resp.content.iter_any():
+            parts.append(data)
+            size += len(data)
+            if size >= cap:
+                break
+        return b"".join(parts)[:cap]
+
+    def _too_large(self, backend: Backend, cap: int) -> UpstreamProtocol:
+        return UpstreamProtocol(f"backend at {backend.root} sent an answer larger than the limit of {cap} bytes")
+
+    async def _read_capped(self, backend: Backend, resp: aiohttp.ClientResponse, cap: int) -> bytes:
+        """The whole body, or ``UpstreamProtocol`` as soon as it is known to pass ``cap`` bytes."""
+        length = resp.content_length
+        if length is not None:
+            if length > cap:
+                raise self._too_large(backend, cap)
+            return await resp.read()  # exactly Content-Length bytes
+        parts: list[bytes] = []
+        size = 0
+        async for data in resp.content.iter_any():
+            size += len(data)
+            if size > cap:
+                raise self._too_large(backend, cap)
+            parts.append(data)
+        return b"".join(parts)
 
     async def get_json(self, backend: Backend, path: str, type_: type[T], *, limit: float | None = None) -> T:
-        """GET ``backend.root + path`` and decode it as ``type_``."""
-        return await self._exchange(backend, "GET", path, None, self._headers(backend), type_, self._deadline(limit))
+        """GET ``backend.root + path`` and decode it as ``type_`` (a catalog answer: ``catalog_bytes`` at most)."""
+        return await self._exchange(
+            backend, "GET", path, None, self._headers(backend, _IDENTITY), type_, self._deadline(limit),
+            self.limits.catalog_bytes,
+        )
 
     async def post_json(self, backend: Backend, path: str, body: bytes, type_: type[T]) -> T:
-        """POST a JSON body and decode the whole JSON answer as ``type_``.
+        """POST a JSON body and decode the whole JSON answer (``response_bytes`` at most) as ``type_``.
 
         The whole answer counts as the first byte: a non-streamed completion sends nothing before it is done.
         """
-        return await self._exchange(backend, "POST", path, body, self._headers(backend, _JSON), type_, self._deadline())
+        return await self._exchange(
+            backend, "POST", path, body, self._headers(backend, _JSON), type_, self._deadline(),
+            self.limits.response_bytes,
+        )
 
     async def _exchange(
-        self, backend: Backend, method: str, path: str, body: bytes | None, headers: dict[str, str], type_: type[T],
-        deadline: float | None,
+        self, backend: Backend, method: str, path: str, body: bytes | None, headers: CIMultiDict[str], type_: type[T],
+        deadline: float | None, cap: int,
     ) -> T:
         # Written out rather than through _before: an async context manager costs ~40 us a request here.
         started = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout_at(deadline) as limit:
-                async with self.session.request(method, backend.root + path, data=body, headers=headers) as resp:
-                    await self._raise_for_status(resp)
-                    data = await resp.read()
+                async with self.session.request(
+                    method, backend.root + path, data=body, headers=headers, allow_redirects=False
+                ) as resp:
+                    await self._check_answer(backend, resp)
+                    data = await self._read_capped(backend, resp, cap)
             return msgspec.json.decode(data, type=type_)
         except TimeoutError as exc:
             if deadline is not None and limit.expired():
@@ -196,20 +331,55 @@ class Upstream:
 
         One first-byte deadline covers the headers and the first body chunk together. Leaving
         the block for any reason (done, failed, cancelled) closes the upstream connection.
+        The answer must be an event stream: ``text/event-stream`` (with any parameters), or no
+        Content-Type and a body whose first bytes start an SSE field; else ``UpstreamProtocol``.
         """
         deadline = self._deadline()
         async with self._before(backend, deadline):
-            resp = await self.session.post(backend.root + path, data=body, headers=self._headers(backend, _JSON))
-        chunks = None
+            resp = await self.session.post(
+                backend.root + path, data=body, headers=self._headers(backend, _JSON), allow_redirects=False
+            )
+        chunks: AsyncGenerator[bytes, None] | None = None
         try:
             async with self._before(backend, deadline):
-                await self._raise_for_status(resp)
+                await self._check_answer(backend, resp)
+                media_type = _media_type(resp)
+                if media_type is not None and media_type != "text/event-stream":
+                    raise await self._not_a_stream(backend, resp, media_type)
             chunks = self.chunks(backend, resp, deadline)
+            if media_type is None:
+                chunks = self._sniffed(backend, chunks)
             yield chunks
         finally:
             if chunks is not None:
                 await chunks.aclose()
             resp.close()  # an early exit must drop the connection so the backend stops
+
+    async def _not_a_stream(self, backend: Backend, resp: aiohttp.ClientResponse, media_type: str) -> UpstreamProtocol:
+        text = f"backend at {backend.root} answered a streamed request with {media_type}, not an event stream"
+        if media_type.endswith("json"):  # an error object sent with status 200
+            message = error_message(await self._prefix(resp, _ERROR_BYTES), self._secrets_of(backend))
+            text = f"{text}: {message[:500]}"
+        return UpstreamProtocol(text)
+
+    async def _sniffed(self, backend: Backend, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+        """``chunks`` of an answer without a Content-Type, once its first bytes look like SSE."""
+        head: bytes | None = b""
+        try:
+            async for data in chunks:
+                if head is not None:
+                    head += data
+                    verdict = _sse_start(head)
+                    if verdict is False:
+                        raise UpstreamProtocol(
+                            f"backend at {backend.root} answered a streamed request with something that is not an "
+                            "event stream (and no Content-Type)"
+                        )
+                    if verdict:
+                        head = None
+                yield data
+        finally:
+            await chunks.aclose()
 
     async def chunks(
         self, backend: Backend, resp: aiohttp.ClientResponse, first_deadline: float | None = None
@@ -242,12 +412,46 @@ class Upstream:
     async def forward(
         self, backend: Backend, method: str, path_qs: str, headers: Mapping[str, str], body: Any
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send a request as it came (``/v1/*`` passthrough); yield the raw response, any status."""
+        """Send a request as it came (``/v1/*`` passthrough); yield the raw response, any status but 3xx.
+
+        ``path_qs`` goes on the wire exactly as given (it is not re-normalised or re-quoted), so the
+        caller must have refused dot segments in it. No Accept-Encoding is added when the client
+        sent none, so the raw body is one the client can read. A redirect (a 3xx other than 304)
+        is ``UpstreamProtocol`` (502), not forwarded: a client following it would reach a host
+        or path the configuration did not name.
+        """
+        url = URL(str(URL(backend.root)) + path_qs, encoded=True)
+        asked = any(name.lower() == "accept-encoding" for name in headers)
         async with self._before(backend, self._deadline()):
             resp = await self.session.request(
-                method, backend.root + path_qs, data=body, headers=self._headers(backend, headers)
+                method, url, data=body, headers=self._headers(backend, headers), allow_redirects=False,
+                skip_auto_headers=None if asked else ("Accept-Encoding",),
             )
         try:
+            if is_redirect(resp.status):
+                raise self._redirect_error(backend, resp)
             yield resp
         finally:
             resp.close()
+
+    async def error_body(self, backend: Backend, resp: aiohttp.ClientResponse) -> bytes:
+        """A passthrough error answer's body, decoded (gzip, deflate) and with every secret redacted.
+
+        Over ``response_bytes`` it is ``UpstreamProtocol``. A body in another encoding cannot be
+        checked, so it is replaced by an OpenAI-style error saying so.
+        """
+        cap = self.limits.response_bytes
+        with self._mapped_errors(backend):
+            body = await self._read_capped(backend, resp, cap)
+        coding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+        if coding not in ("identity", ""):
+            inflated = _inflate(body, coding, cap) if coding in ("gzip", "x-gzip", "deflate") else None
+            if inflated is None:
+                text = f"backend answered HTTP {resp.status} with a {coding}-encoded body, withheld"
+                return msgspec.json.encode({"error": {"message": text, "type": "upstream_error"}})
+            if len(inflated) > cap:
+                raise self._too_large(backend, cap)
+            body = inflated
+        for secret in self._secrets_of(backend):
+            body = body.replace(secret.encode(), REDACTED.encode())
+        return body

@@ -12,7 +12,21 @@ last message (or prompt), else ``default``:
 - ``Fault("garbage", after=n)``: n words, then a ``data:`` frame that is not JSON;
 - ``Fault("error_frame", after=n, status=code, message=m)``: HTTP 200, n words, then
   ``data: {"error": {...}}`` and the connection ends without ``[DONE]`` (llama.cpp's shape);
-- ``Fault("status", status=code, message=m)``: an HTTP error with an OpenAI error body.
+- ``Fault("status", status=code, message=m)``: an HTTP error with an OpenAI error body;
+- ``Fault("endless")``: HTTP 200 and a body that never ends and holds no newline (``data: xxx...``
+  streamed, ``{"x": "xxx...`` otherwise), up to ``size`` bytes as a safety stop;
+- ``Fault("deep", depth=n)``: a JSON answer (or one SSE frame) with an unknown field nested n deep;
+- ``Fault("redirect", message=location)``: ``302`` to ``location``;
+- ``Fault("html")``: HTTP 200 ``text/html`` "Welcome to nginx" whether streamed or not;
+- ``Fault("bare_sse")`` / ``Fault("bare_html")``: the normal stream / an HTML page, with no
+  Content-Type header at all.
+
+``models_fault`` (a ``Fault`` of kind ``status``, ``endless``, ``deep`` or ``redirect``) makes
+``GET /v1/models`` misbehave the same way. With ``compress_when_asked``, every answer is gzipped
+when the request's Accept-Encoding allows gzip, as many servers and proxies do.
+
+Any other path is answered by a recorder: ``raw_calls`` keeps each request's raw path (as it came
+on the wire), headers and body; the answer is ``recorder_answer`` (status, headers, body).
 
 Every completion request is recorded as a ``Call``: its body and headers, whether it was streamed, and
 ``closed`` (an ``asyncio.Event``) set with ``closed_at`` when the server saw its client go away
@@ -26,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 import struct
@@ -50,6 +65,23 @@ class Fault:
     message: str = "injected failure"
     delay: float = 0.0  # seconds between chunks (times ``words`` before a non-streamed answer)
     words: int = len(WORDS)
+    size: int = 256 * 1024 * 1024  # safety stop of an ``endless`` body
+    depth: int = 5000  # nesting of a ``deep`` answer
+
+
+@dataclass
+class RawCall:
+    method: str
+    raw_path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    body: bytes = b'{"ok": true}'
 
 
 @dataclass
@@ -155,6 +187,10 @@ class FaultUpstream:
         self.calls: list[Call] = []
         self.model_listings = 0
         self.listing_headers: dict[str, str] = {}
+        self.models_fault: Fault | None = None
+        self.compress_when_asked = False
+        self.raw_calls: list[RawCall] = []
+        self.recorder_answer = Answer()
         self._script: deque[Fault] = deque()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -172,6 +208,7 @@ class FaultUpstream:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._text)
+        app.router.add_route("*", "/{tail:.*}", self._record)
         # handler_cancellation: a hanging handler learns at once that the shim hung up.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -194,10 +231,58 @@ class FaultUpstream:
 
     # -- handlers ----------------------------------------------------------------------------
 
-    async def _models(self, request: web.Request) -> web.Response:
+    async def _record(self, request: web.Request) -> web.StreamResponse:
+        self.raw_calls.append(RawCall(request.method, request.raw_path, dict(request.headers), await request.read()))
+        answer = self.recorder_answer
+        return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+
+    def _compressed(self, request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+        asked = self.compress_when_asked and "gzip" in request.headers.get("Accept-Encoding", "")
+        if asked and isinstance(resp, web.Response) and isinstance(resp.body, bytes):
+            resp.body = gzip.compress(resp.body)
+            resp.headers["Content-Encoding"] = "gzip"
+        return resp
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
         self.model_listings += 1
         self.listing_headers = dict(request.headers)
-        return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "faults"}]})
+        fault = self.models_fault
+        if fault is not None and fault.kind != "ok":
+            if fault.kind == "status":
+                return web.json_response(_error_body(fault.status, fault.message), status=fault.status)
+            return await self._special(request, fault, stream=False) or web.Response(status=500)
+        listing = {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "faults"}]}
+        return self._compressed(request, web.json_response(listing))
+
+    async def _special(self, request: web.Request, fault: Fault, *, stream: bool) -> web.StreamResponse | None:
+        """The answer of the faults that do not depend on the endpoint; None for the others."""
+        if fault.kind == "redirect":
+            return web.Response(status=302, headers={"Location": fault.message})
+        if fault.kind == "html":
+            return web.Response(text="<html><h1>Welcome to nginx!</h1></html>", content_type="text/html")
+        if fault.kind == "deep":
+            nested = '{"x":' * fault.depth + "1" + "}" * fault.depth
+            if stream:
+                frame = json.dumps(_chat_chunk(0, "hi")).replace('"id"', f'"deep": {nested}, "id"', 1)
+                return web.Response(text=f"data: {frame}\n\n", content_type="text/event-stream")
+            completion = json.dumps(_completion(2, chat=True)).replace('"id"', f'"deep": {nested}, "id"', 1)
+            return web.Response(text=completion, content_type="application/json")
+        if fault.kind == "endless":
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream" if stream else "application/json"})
+            await resp.prepare(request)
+            await resp.write(b"data: " if stream else b'{"x": "')
+            piece = b"x" * 65536
+            for _ in range(fault.size // len(piece)):
+                await resp.write(piece)
+            return resp
+        if fault.kind in ("bare_sse", "bare_html"):
+            if fault.kind == "bare_html":
+                body = b"<html><h1>Welcome to nginx!</h1></html>"
+            else:
+                body = b"".join(_sse(_chat_chunk(i, w + " ")) for i, w in enumerate(WORDS[:3]))
+                body += _sse({**_chat_chunk(3, None, "stop"), "usage": _usage(3)}) + b"data: [DONE]\n\n"
+            return await _raw(request, body)
+        return None
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, chat=True)
@@ -216,10 +301,14 @@ class FaultUpstream:
             if fault.kind == "status":
                 call.completed = True
                 return web.json_response(_error_body(fault.status, fault.message), status=fault.status)
+            special = await self._special(request, fault, stream=call.stream)
+            if special is not None:
+                call.completed = True
+                return special
             if call.stream:
                 resp = await self._stream(request, fault, chat=chat)
             else:
-                resp = await self._whole(request, fault, chat=chat)
+                resp = self._compressed(request, await self._whole(request, fault, chat=chat))
             call.completed = True
             return resp
         except (asyncio.CancelledError, ConnectionResetError):
@@ -250,6 +339,8 @@ class FaultUpstream:
 
     async def _stream(self, request: web.Request, fault: Fault, *, chat: bool) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        if self.compress_when_asked and "gzip" in request.headers.get("Accept-Encoding", ""):
+            resp.enable_compression(web.ContentCoding.gzip)
         await resp.prepare(request)
         count = fault.after if fault.kind != "ok" else fault.words
         for i in range(count):
@@ -272,6 +363,16 @@ class FaultUpstream:
         final["usage"] = _usage(count)
         await resp.write(_sse(final) + b"data: [DONE]\n\n")
         return resp
+
+
+async def _raw(request: web.Request, body: bytes) -> web.StreamResponse:
+    """Write a whole HTTP/1.1 answer with no Content-Type straight to the socket (aiohttp would add one)."""
+    transport = request.transport
+    assert transport is not None
+    transport.write(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    await asyncio.sleep(0)
+    transport.close()
+    raise asyncio.CancelledError  # the answer is out; aiohttp must not write another
 
 
 def _reset(request: web.Request) -> None:

@@ -1,12 +1,26 @@
 """``/v1/*`` forwarded to a backend, so OpenAI clients (and Copilot's chat) use the same port.
 
-The method, query, headers (less hop-by-hop ones) and body go through unchanged, with one
-exception: a ``model`` in a JSON body that names a model by its Ollama name (as listed by
-``/api/tags``) is rewritten to the backend's own id, and picks the backend. The response is
-streamed back chunk by chunk. With several backends, ``GET /v1/models`` is their merged list.
+The method, query, headers and body go through unchanged, with one exception: a ``model`` in a
+JSON body that names a model by its Ollama name (as listed by ``/api/tags``) is rewritten to the
+backend's own id, and picks the backend. The response is streamed back chunk by chunk. With
+several backends, ``GET /v1/models`` is their merged list.
 
-May import: aiohttp.web, msgspec, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.settings``,
-``ollama_shim.errors``, ``ollama_shim.wire``.
+What is not forwarded:
+
+- a path with a dot segment in any encoding (400, before anything is sent), so no request leaves
+  the backend's ``/v1`` root or its prefix; the path goes on the wire exactly as it came;
+- a path not on the ``--passthrough`` allow-list (404), see ``translate.passthrough_paths``;
+- request headers: hop-by-hop ones, those the client names in ``Connection``, ``Proxy-Connection``,
+  ``Expect``, and ``Content-Encoding`` when the server already decoded the body;
+- response headers: hop-by-hop ones, those the backend names in ``Connection``, ``Set-Cookie``,
+  CORS headers (the shim sets its own) and ``Strict-Transport-Security``;
+- a redirect: answered 502 (``Upstream.forward``);
+- a configured key in an error answer (status >= 400, read whole, bounded by ``response_bytes``,
+  gzip/deflate decoded): redacted to ``***``. Successful answers stream as raw bytes, unchanged.
+
+May import: aiohttp.web, aiohttp.ClientResponse (the type), multidict, msgspec, stdlib,
+``ollama_shim.routes.*``, ``ollama_shim.settings``, ``ollama_shim.errors``, ``ollama_shim.wire``,
+``ollama_shim.translate.passthrough_paths``.
 """
 
 from __future__ import annotations
@@ -14,10 +28,12 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from aiohttp import web
+from aiohttp import ClientResponse, web
+from multidict import CIMultiDict, MultiMapping
 
-from ..errors import UpstreamError
+from ..errors import ShimError, UpstreamError
 from ..settings import Backend
+from ..translate.passthrough_paths import check_path, route_allowed
 from ..wire.openai import ModelList
 from .state import AppState, log, state_of
 
@@ -38,15 +54,56 @@ HOP_BY_HOP = frozenset(
 )
 
 
+REQUEST_ONLY = frozenset({"expect", "proxy-connection"})
+RESPONSE_ONLY = frozenset({"set-cookie", "set-cookie2", "strict-transport-security"})
+# The request body codings aiohttp's server decodes before ``request.read()`` returns.
+DECODED_BY_SERVER = frozenset({"gzip", "deflate", "br", "zstd"})
+
+
 class _ModelField(msgspec.Struct):
     model: str | None = None
 
 
+def _connection_listed(headers: MultiMapping[str]) -> set[str]:
+    """The header names a ``Connection`` header lists (hop-by-hop by declaration), lower case."""
+    return {name.strip().lower() for value in headers.getall("Connection", ()) for name in value.split(",")}
+
+
 def _request_headers(request: web.Request, state: AppState) -> dict[str, str]:
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    dropped = HOP_BY_HOP | REQUEST_ONLY | _connection_listed(request.headers)
+    if request.headers.get("Content-Encoding", "").lower() in DECODED_BY_SERVER:
+        dropped |= {"content-encoding"}  # request.read() gives the decoded body
     if state.settings.api_key:  # the client's key was for the shim, not for the backend
-        headers.pop("Authorization", None)
-    return headers
+        dropped |= {"authorization"}
+    return {k: v for k, v in request.headers.items() if k.lower() not in dropped}
+
+
+def _response_headers(upstream: ClientResponse, *, decoded: bool = False) -> CIMultiDict[str]:
+    dropped = HOP_BY_HOP | RESPONSE_ONLY | _connection_listed(upstream.headers)
+    if decoded:
+        dropped |= {"content-encoding"}
+    return CIMultiDict(
+        (k, v) for k, v in upstream.headers.items()
+        if k.lower() not in dropped and not k.lower().startswith("access-control-")
+    )
+
+
+def _raw_path_qs(request: web.Request) -> str:
+    """The path and query as the client sent them (percent-encoding kept), origin-form."""
+    url = request.rel_url
+    return url.raw_path + (f"?{url.raw_query_string}" if url.raw_query_string else "")
+
+
+def _check_route(request: web.Request, state: AppState) -> None:
+    path = request.rel_url.raw_path
+    check_path(path)
+    if not route_allowed(path, state.settings.passthrough):
+        shown = path[:200]
+        raise ShimError(
+            f"{shown} is not forwarded to the backend; allow it with --passthrough (for example "
+            f"--passthrough '{shown}', or '/v1/**' for every /v1 route)",
+            404,
+        )
 
 
 async def _route(state: AppState, body: bytes) -> tuple[Backend, bytes]:
@@ -78,14 +135,19 @@ async def _merged_models(state: AppState) -> web.Response:
 
 async def forward(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
+    _check_route(request, state)
     if request.method == "GET" and request.path == "/v1/models" and len(state.settings.backends) > 1:
         return await _merged_models(state)
     body = await request.read()
     backend, body = await _route(state, body) if request.method == "POST" else (state.settings.backends[0], body)
     async with state.upstream.forward(
-        backend, request.method, request.path_qs, _request_headers(request, state), body or None
+        backend, request.method, _raw_path_qs(request), _request_headers(request, state), body or None
     ) as upstream:
-        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+        if upstream.status >= 400:  # small, and may echo a key: read whole and redacted
+            error = await state.upstream.error_body(backend, upstream)
+            headers = _response_headers(upstream, decoded=True)
+            return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=error)
+        headers = _response_headers(upstream)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
         await response.prepare(request)
         try:
