@@ -53,7 +53,7 @@ CHAT = [
     ("endless-non-stream", Fault("endless", size=8 * 1024 * 1024), False, 502,
      f"larger than the limit of {SMALL.response_bytes} bytes"),
     ("endless-sse-line", Fault("endless", size=24 * 1024 * 1024), True, 502,
-     f"line longer than {Limits().sse_line_bytes} bytes"),
+     f"line longer than {SMALL.sse_line_bytes} bytes"),
 ]
 
 

@@ -109,7 +109,7 @@ async def _open(
         return await stack.enter_async_context(state.upstream.stream(resolved.backend, path, body))
 
     chunks = await with_load_retry(state, resolved, attempt)
-    return chunks, StreamPipeline(make_translator())
+    return chunks, StreamPipeline(make_translator(), max_line=state.settings.limits.sse_line_bytes)
 
 
 def _ollama_translator(ctx: StreamContext) -> Callable[[], StreamTranslator]:

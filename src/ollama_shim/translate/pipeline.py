@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from ollama_shim.errors import ShimError
-from ollama_shim.sse import SSEDecoder, SSEEvent
+from ollama_shim.sse import DEFAULT_MAX_LINE, SSEDecoder, SSEEvent
 
 T = TypeVar("T")
 
@@ -59,8 +59,8 @@ class StreamPipeline(Generic[T]):
 
     __slots__ = ("_decoder", "_stopped", "_translator")
 
-    def __init__(self, translator: EventTranslator[T]) -> None:
-        self._decoder = SSEDecoder()
+    def __init__(self, translator: EventTranslator[T], *, max_line: int = DEFAULT_MAX_LINE) -> None:
+        self._decoder = SSEDecoder(max_line=max_line)
         self._translator = translator
         self._stopped = False  # an error came, or close() ran
 
