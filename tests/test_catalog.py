@@ -83,7 +83,7 @@ def test_llamacpp_record_takes_real_metadata() -> None:
         chat_template="{% if enable_thinking %}<think>{% endif %}",
         modalities={"vision": True},
     )
-    rec = catalog.record_from_llamacpp(_llamacpp_entry(), props, 0, NOW)
+    rec = catalog.record_from_llamacpp(_llamacpp_entry(), props, NOW)
     assert (rec.size, rec.parameter_size, rec.parameter_count) == (91000000, "134.52M", 134515008)
     assert (rec.context_length, rec.max_context_length, rec.embedding_length) == (4096, 8192, 576)
     assert rec.capabilities == ("completion", "tools", "vision", "thinking")
@@ -92,7 +92,7 @@ def test_llamacpp_record_takes_real_metadata() -> None:
 
 @pytest.mark.parametrize(("status", "loaded"), [("loaded", True), ("unloaded", False), ("loading", False)])
 def test_llamacpp_router_status(status: str, loaded: bool) -> None:
-    rec = catalog.record_from_llamacpp(_llamacpp_entry(status={"value": status}), None, 0, NOW)
+    rec = catalog.record_from_llamacpp(_llamacpp_entry(status={"value": status}), None, NOW)
     assert rec.loaded is loaded
 
 
@@ -108,14 +108,14 @@ def test_context_from_router_args(args: object, ctx: int | None) -> None:
 def test_unloaded_router_model_takes_its_context_from_its_args() -> None:
     status = {"value": "unloaded", "args": ["llama-server", "--ctx-size", "2048"]}
     entry = msgspec.convert({"id": "gemma-3-270m-q4_k_m", "owned_by": "llamacpp", "status": status}, ModelEntry)
-    rec = catalog.record_from_llamacpp(entry, None, 0, NOW)
+    rec = catalog.record_from_llamacpp(entry, None, NOW)
     assert rec.context_length == 2048 and not rec.loaded
     assert catalog.model_info_of(rec)["gemma3.context_length"] == 2048
 
 
 def test_llamacpp_without_props_uses_train_context_and_id() -> None:
-    rec = catalog.record_from_llamacpp(_llamacpp_entry(), None, 1, NOW)
-    assert rec.context_length == 8192 and rec.backend == 1
+    rec = catalog.record_from_llamacpp(_llamacpp_entry(), None, NOW)
+    assert rec.context_length == 8192
     assert rec.capabilities == ("completion", "tools")
 
 
@@ -131,7 +131,7 @@ def test_lmstudio_v1_record() -> None:
         },
         LMStudioV1Model,
     )
-    rec = catalog.record_from_lmstudio_v1(model, 0, NOW)
+    rec = catalog.record_from_lmstudio_v1(model, NOW)
     assert (rec.name, rec.family, rec.parameter_size, rec.quantization_level) == (
         "qwen/qwen3-8b:latest", "qwen3", "8B", "Q4_K_M")
     assert (rec.size, rec.context_length, rec.max_context_length, rec.loaded) == (5030000000, 16384, 40960, True)
@@ -151,7 +151,7 @@ def test_lmstudio_v0_record(type_: str, caps: tuple[str, ...], loaded_state: str
            "state": loaded_state, "max_context_length": 32768, "capabilities": ["tool_use"]}
     if loaded_state == "loaded":
         doc["loaded_context_length"] = 4096
-    rec = catalog.record_from_lmstudio_v0(msgspec.convert(doc, LMStudioV0Model), 0, NOW)
+    rec = catalog.record_from_lmstudio_v0(msgspec.convert(doc, LMStudioV0Model), NOW)
     assert rec.capabilities == caps and rec.context_length == ctx and rec.loaded is (loaded_state == "loaded")
 
 
@@ -162,12 +162,12 @@ def test_lmstudio_v0_record(type_: str, caps: tuple[str, ...], loaded_state: str
      ({"id": "gpt-4o", "owned_by": "system"}, None)],
 )
 def test_openai_entry_record(doc: dict[str, object], ctx: int | None) -> None:
-    rec = catalog.record_from_openai_entry(msgspec.convert(doc, ModelEntry), 0, NOW, loaded=False)
+    rec = catalog.record_from_openai_entry(msgspec.convert(doc, ModelEntry), NOW, loaded=False)
     assert rec.context_length == ctx
 
 
 def _record(**kw: object) -> ModelRecord:
-    base = catalog.base_record("SmolLM2-135M-Instruct.Q4_1", 0, NOW)
+    base = catalog.base_record("SmolLM2-135M-Instruct.Q4_1", NOW)
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
