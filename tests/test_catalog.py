@@ -211,3 +211,76 @@ def test_show_basename_override_for_copilot() -> None:
 def test_ps_entry() -> None:
     entry = catalog.to_ps_model(_record(context_length=2048, size=7), "http://b", NOW)
     assert entry.context_length == 2048 and entry.size == 7 and entry.expires_at > "2100"
+
+
+# -- what a broken backend sends: out-of-range values dropped, bad entries cost only themselves --------
+
+
+@pytest.mark.parametrize(
+    ("meta", "field", "expected"),
+    [
+        ({"size": -5}, "size", 0),
+        ({"size": 10**30}, "size", 0),
+        ({"n_params": -1}, "parameter_count", None),
+        ({"n_params": 10**20}, "parameter_count", None),
+        ({"n_params": 10**20}, "parameter_size", "135M"),  # the id's figure stands in
+        ({"n_ctx_train": 10**12}, "max_context_length", None),
+        ({"n_ctx_train": 10**12}, "context_length", None),
+        ({"n_ctx_train": 0}, "context_length", None),
+        ({"n_ctx_train": 8192, "n_ctx": -1}, "context_length", 8192),
+        ({"n_ctx_train": 8192, "n_ctx": 10**12}, "context_length", 8192),
+        ({"n_embd": -3}, "embedding_length", None),
+        ({"n_vocab": 10**15}, "vocab_size", None),
+    ],
+)
+def test_llamacpp_values_out_of_range_are_dropped(meta: dict[str, object], field: str, expected: object) -> None:
+    entry = msgspec.convert({"id": "SmolLM2-135M-Instruct.Q4_1", "meta": meta}, ModelEntry)
+    assert getattr(catalog.record_from_llamacpp(entry, None, NOW), field) == expected
+
+
+@pytest.mark.parametrize("created", [10**18, -1, 0, None])
+def test_absurd_created_falls_back_to_the_start_time(created: int | None) -> None:
+    entry = ModelEntry(id="m", created=created)
+    rec = catalog.record_from_openai_entry(entry, NOW, loaded=False)
+    assert rec.modified_ns == NOW
+    assert catalog.to_tags_model(rec, "http://b").modified_at.startswith("2023-11-")  # NOW, local time
+
+
+def test_sane_created_is_kept() -> None:
+    rec = catalog.record_from_openai_entry(ModelEntry(id="m", created=1_600_000_000), NOW, loaded=False)
+    assert rec.modified_ns == 1_600_000_000 * 1_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("doc", "ctx"),
+    [({"id": "m", "max_model_len": 10**13}, None), ({"id": "m", "context_length": -4096}, None),
+     ({"id": "m", "max_model_len": -1, "context_length": 4096}, 4096)],
+)
+def test_openai_entry_absurd_context_is_dropped(doc: dict[str, object], ctx: int | None) -> None:
+    assert catalog.record_from_openai_entry(msgspec.convert(doc, ModelEntry), NOW, loaded=False).context_length == ctx
+
+
+def test_lmstudio_absurd_values_are_dropped() -> None:
+    v1 = msgspec.convert({"key": "m", "size_bytes": -1, "max_context_length": 10**12,
+                          "loaded_instances": [{"id": "m", "config": {"context_length": -5}}]}, LMStudioV1Model)
+    rec = catalog.record_from_lmstudio_v1(v1, NOW)
+    assert (rec.size, rec.context_length, rec.max_context_length) == (0, None, None)
+    v0 = msgspec.convert({"id": "m", "max_context_length": 4096, "loaded_context_length": 10**12}, LMStudioV0Model)
+    assert catalog.record_from_lmstudio_v0(v0, NOW).context_length == 4096
+
+
+@pytest.mark.parametrize(
+    ("entries", "decoded"),
+    [
+        (b'[{"id": "a"}, {"id": "b"}]', ["a", "b"]),
+        (b'[{"id": "a", "created": "yesterday"}, {"id": "b"}]', ["a (by name)", "b"]),  # a wrong type
+        (b'[{"id": "a", "meta": {"n_params": "many"}}, {"id": "b"}]', ["a (by name)", "b"]),  # deep inside
+        (b'[{"id": 5}, {"id": "b"}]', ["b"]),  # no usable name: left out
+        (b'[{"name": "x"}, "text", 7, null, {"id": ""}, {"id": "b"}]', ["b"]),
+        (b'[{"key": "k"}]', ["k (by name)"]),  # LM Studio REST names a model by its key
+    ],
+)
+def test_decode_each_keeps_every_entry_it_can(entries: bytes, decoded: list[str]) -> None:
+    raws = [msgspec.Raw(msgspec.json.encode(x)) for x in msgspec.json.decode(entries)]
+    out = catalog.decode_each(raws, ModelEntry, lambda name: ModelEntry(id=f"{name} (by name)"))
+    assert [e.id for e in out] == decoded

@@ -48,8 +48,7 @@ log = logging.getLogger("ollama_shim.backends")
 PROBE_TIMEOUT = 5.0
 
 T = TypeVar("T")
-Entries = list[ModelEntry | str]  # a decoded /v1/models; a str is an entry known by its id alone
-CatalogReader = Callable[["LiveBackend", Entries, int], Awaitable[tuple[ModelRecord, ...]]]
+CatalogReader = Callable[["LiveBackend", list[ModelEntry], int], Awaitable[tuple[ModelRecord, ...]]]
 
 
 @dataclass(frozen=True)
@@ -117,18 +116,18 @@ class LiveBackend:
     async def read_catalog(self, modified_ns: int) -> tuple[ModelRecord, ...]:
         """Its models now (``modified_ns`` where it says nothing better); ``UpstreamError`` if it cannot say."""
         listing = await self._upstream.get_json(self.settings, "/v1/models", ModelListEntries)
-        entries = catalog.decode_each(listing.data, ModelEntry)
+        entries = catalog.decode_each(listing.data, ModelEntry, lambda name: ModelEntry(id=name))
         if self.kind is None:
             self.kind = await self._probe(entries)
         return await self.behaviour.read_catalog(self, entries, modified_ns)
 
-    async def _probe(self, entries: Entries) -> Kind:
+    async def _probe(self, entries: list[ModelEntry]) -> Kind:
         props, lms = await asyncio.gather(self.props(), self.lmstudio_v1())
         kind = detect_kind(
             self.settings.root,
             has_props=props is not None,
             has_lmstudio_rest=lms is not None,
-            owned_by={e.owned_by or "" for e in entries if isinstance(e, ModelEntry)},
+            owned_by={e.owned_by or "" for e in entries},
         )
         log.info("backend %s is %s", self.settings.root, kind)
         return kind
@@ -153,30 +152,20 @@ class LiveBackend:
         return found if found is not None and found.models else None
 
 
-def _built(entry: T | str, build: Callable[[T], ModelRecord], modified_ns: int) -> ModelRecord:
-    """A record from a decoded entry, or from the id alone of one that could not be decoded."""
-    return catalog.base_record(entry, modified_ns) if isinstance(entry, str) else build(entry)
-
-
 # ---------------------------------------------------------------------------
 # Catalog readers, one per kind with native metadata, and the plain one
 # ---------------------------------------------------------------------------
 
 
-async def read_plain(backend: LiveBackend, entries: Entries, modified_ns: int) -> tuple[ModelRecord, ...]:
+async def read_plain(backend: LiveBackend, entries: list[ModelEntry], modified_ns: int) -> tuple[ModelRecord, ...]:
     """``/v1/models`` as listed (vLLM ``max_model_len``, OpenRouter ``context_length``)."""
     loaded = backend.dialect.lists_loaded_models
-
-    def build(entry: ModelEntry) -> ModelRecord:
-        return catalog.record_from_openai_entry(entry, modified_ns, loaded=loaded)
-
-    return tuple(_built(e, build, modified_ns) for e in entries)
+    return tuple(catalog.record_from_openai_entry(e, modified_ns, loaded=loaded) for e in entries)
 
 
-async def read_llamacpp(backend: LiveBackend, entries: Entries, modified_ns: int) -> tuple[ModelRecord, ...]:
+async def read_llamacpp(backend: LiveBackend, entries: list[ModelEntry], modified_ns: int) -> tuple[ModelRecord, ...]:
     """``/v1/models`` ``meta`` and ``/props``: the server's own, or on a router each loaded model's."""
-    decoded = [e for e in entries if isinstance(e, ModelEntry)]
-    router = any(e.status is not None for e in decoded)
+    router = any(e.status is not None for e in entries)
     shared = None if router else await backend.props()
 
     async def props_of(entry: ModelEntry) -> LlamaCppProps | None:
@@ -185,26 +174,20 @@ async def read_llamacpp(backend: LiveBackend, entries: Entries, modified_ns: int
         loaded = entry.status is not None and entry.status.value == "loaded"
         return await backend.props(entry.id) if loaded else None  # asking would load it
 
-    props = dict(zip((e.id for e in decoded), await asyncio.gather(*map(props_of, decoded)), strict=True))
-
-    def build(entry: ModelEntry) -> ModelRecord:
-        return catalog.record_from_llamacpp(entry, props[entry.id], modified_ns)
-
-    return tuple(_built(e, build, modified_ns) for e in entries)
+    props = await asyncio.gather(*map(props_of, entries))
+    return tuple(catalog.record_from_llamacpp(e, p, modified_ns) for e, p in zip(entries, props, strict=True))
 
 
-async def read_lmstudio(backend: LiveBackend, entries: Entries, modified_ns: int) -> tuple[ModelRecord, ...]:
+async def read_lmstudio(backend: LiveBackend, entries: list[ModelEntry], modified_ns: int) -> tuple[ModelRecord, ...]:
     """LM Studio's REST list (v1, else v0): what is downloaded, loaded, and with what context."""
     v1 = await backend.lmstudio_v1()
     if v1 is not None:
-        models_v1 = catalog.decode_each(v1.models, LMStudioV1Model)
-        return tuple(_built(m, lambda m: catalog.record_from_lmstudio_v1(m, modified_ns), modified_ns)
-                     for m in models_v1)
+        models_v1 = catalog.decode_each(v1.models, LMStudioV1Model, lambda key: LMStudioV1Model(key=key))
+        return tuple(catalog.record_from_lmstudio_v1(m, modified_ns) for m in models_v1)
     v0 = await backend.optional("/api/v0/models", LMStudioV0ModelList)
     if v0 is not None:
-        models_v0 = catalog.decode_each(v0.data, LMStudioV0Model)
-        return tuple(_built(m, lambda m: catalog.record_from_lmstudio_v0(m, modified_ns), modified_ns)
-                     for m in models_v0)
+        models_v0 = catalog.decode_each(v0.data, LMStudioV0Model, lambda id_: LMStudioV0Model(id=id_))
+        return tuple(catalog.record_from_lmstudio_v0(m, modified_ns) for m in models_v0)
     return await read_plain(backend, entries, modified_ns)
 
 

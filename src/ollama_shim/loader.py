@@ -92,7 +92,7 @@ class Loader:
         """The model's router status; None (done) for a model listed without one, or not listed."""
         listing = await self._upstream.get_json(resolved.backend, "/v1/models", ModelListEntries)
         model = resolved.record.upstream_id
-        for entry in decode_each(listing.data, ModelEntry):
-            if isinstance(entry, ModelEntry) and entry.id == model and entry.status is not None:
+        for entry in decode_each(listing.data, ModelEntry, lambda name: ModelEntry(id=name)):
+            if entry.id == model:
                 return entry.status
         return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -195,18 +195,19 @@ def modified_ns_of(created: int | None, fallback_ns: int) -> int:
     return seconds * 1_000_000_000 if seconds else fallback_ns
 
 
-def decode_each(raws: Iterable[msgspec.Raw], type_: type[T]) -> list[T | str]:
-    """Each entry of a backend's list decoded as ``type_``. One that cannot be is given by its
-    name alone (``id`` or ``key``) when it has one and left out otherwise: it costs only itself."""
+def decode_each(raws: Iterable[msgspec.Raw], type_: type[T], by_name: Callable[[str], T]) -> list[T]:
+    """Each entry of a backend's list decoded as ``type_``. One that cannot be is made ``by_name``
+    from its name alone (``id`` or ``key``) when it has one, and left out otherwise: it costs only
+    itself."""
     decoder = msgspec.json.Decoder(type_)
-    out: list[T | str] = []
+    out: list[T] = []
     for raw in raws:
         try:
             out.append(decoder.decode(raw))
         except (msgspec.DecodeError, msgspec.ValidationError):
             name = _name_of(raw)
             if name:
-                out.append(name)
+                out.append(by_name(name))
     return out
 
 

@@ -10,7 +10,11 @@ May import: msgspec, stdlib.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class LlamaCppMeta(msgspec.Struct):
@@ -62,7 +66,7 @@ class LlamaCppProps(msgspec.Struct):
 
 
 class LMStudioV0Model(msgspec.Struct):
-    id: str
+    id: NonEmpty
     type: str | None = None  # "llm" | "vlm" | "embeddings"
     publisher: str | None = None
     arch: str | None = None
@@ -104,7 +108,7 @@ class LMStudioCapabilities(msgspec.Struct):
 
 
 class LMStudioV1Model(msgspec.Struct):
-    key: str
+    key: NonEmpty
     type: str | None = None  # "llm" | "embedding"
     publisher: str | None = None
     display_name: str | None = None

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from .backends import LlamaCppMeta, LlamaCppStatus
+from .backends import LlamaCppMeta, LlamaCppStatus, NonEmpty
 
 JSONObject = dict[str, Any]
 
@@ -269,7 +269,7 @@ class EmbeddingsResponse(msgspec.Struct):
 class ModelEntry(msgspec.Struct):
     """An item of GET /v1/models, with the extras llama.cpp, vLLM and OpenRouter add."""
 
-    id: str
+    id: NonEmpty
     object: str | None = None
     created: int | None = None
     owned_by: str | None = None
