@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 import pytest_asyncio
 
 from support.scripted import ScriptedBackend, models
@@ -87,6 +88,16 @@ async def test_v1_models_leaves_out_a_backend_that_is_down(a: ScriptedBackend, b
     assert (status, [m["id"] for m in doc["data"]]) == (200, ["only-a", "shared"])
     assert all_down[0] == 502
     assert a.url in all_down[1]["error"]
+
+
+@pytest.mark.parametrize("alone", [False, True], ids=["among-others", "alone"])
+async def test_an_absurd_created_does_not_break_tags(a: ScriptedBackend, alone: bool) -> None:
+    a.answer("GET", "/v1/models", models(*(["absurd"] if alone else ["absurd", "good"]), created=10**18))
+    async with shim_in_loop("--backend", a.url, "--backend-kind", "vllm", *FAST) as url, \
+            aiohttp.ClientSession() as s:
+        status, tags = await get(s, url + "/api/tags")
+    assert status == 200
+    assert "absurd:latest" in names(tags)
 
 
 async def test_one_broken_model_entry_does_not_break_tags(a: ScriptedBackend) -> None:

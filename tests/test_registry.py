@@ -7,8 +7,7 @@ real ``Upstream``. The clock is injected wherever time matters.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,20 +15,7 @@ import pytest_asyncio
 
 from ollama_shim.backends import LiveBackend
 from ollama_shim.errors import ModelNotFound, UpstreamUnreachable
-from ollama_shim.registry import Registry
-from ollama_shim.settings import load_settings
-from ollama_shim.upstream import Upstream
-from support.scripted import Reply, ScriptedBackend, models
-
-START_NS = 1_700_000_000_000_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from support.scripted import START_NS, Clock, Reply, ScriptedBackend, models, registry_over
 
 
 @pytest_asyncio.fixture
@@ -42,22 +28,6 @@ async def a() -> AsyncIterator[ScriptedBackend]:
 async def b() -> AsyncIterator[ScriptedBackend]:
     async with ScriptedBackend() as backend:
         yield backend
-
-
-@asynccontextmanager
-async def registry_over(
-    *backends: tuple[ScriptedBackend, str], clock: Callable[[], float] | None = None, ttl: float = 10.0
-) -> AsyncIterator[Registry]:
-    argv = ["--catalog-ttl", str(ttl), "--connect-timeout", "1", "--first-byte-timeout", "2"]
-    for backend, kind in backends:
-        argv += ["--backend", backend.url, "--backend-kind", kind]
-    settings = load_settings(argv, {})
-    upstream = Upstream(settings.timeouts)
-    await upstream.start()
-    try:
-        yield Registry(settings, upstream, clock=clock or Clock(), wallclock=lambda: START_NS)
-    finally:
-        await upstream.close()
 
 
 def listed(registry_models: tuple[Any, ...]) -> list[tuple[str, str]]:

@@ -6,15 +6,27 @@ with a status, or a function of the request body returning either); ``path`` may
 which is matched first. Anything unscripted answers 404. Every request is recorded in ``calls``
 as ``(method, path_qs, decoded JSON body or None)``. ``await b.stop()`` takes it down: connecting
 is then refused, a backend that is down.
+
+``registry_over((backend, kind), ...)`` is a ``Registry`` over such backends, with an injectable
+clock; ``services_over`` the same with its ``Loader``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from ollama_shim.loader import Loader
+from ollama_shim.registry import Registry
+from ollama_shim.settings import load_settings
+from ollama_shim.upstream import Upstream
+
+START_NS = 1_700_000_000_000_000_000  # the registry's start: the "modified" time of models without one
 
 
 @dataclass
@@ -80,3 +92,38 @@ class ScriptedBackend:
         if isinstance(found, bytes):
             return web.Response(body=found, content_type="application/json")
         return web.json_response(found)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@asynccontextmanager
+async def services_over(
+    *backends: tuple[ScriptedBackend, str], clock: Callable[[], float] | None = None, ttl: float = 10.0,
+    argv: Sequence[str] = ("--connect-timeout", "1", "--first-byte-timeout", "2"),
+) -> AsyncIterator[tuple[Registry, Loader]]:
+    """A registry and a loader over ``(backend, kind)`` pairs, in that order."""
+    args = ["--catalog-ttl", str(ttl), *argv]
+    for backend, kind in backends:
+        args += ["--backend", backend.url, "--backend-kind", kind]
+    settings = load_settings(args, {})
+    upstream = Upstream(settings.timeouts)
+    await upstream.start()
+    try:
+        registry = Registry(settings, upstream, clock=clock or Clock(), wallclock=lambda: START_NS)
+        yield registry, Loader(upstream, registry)
+    finally:
+        await upstream.close()
+
+
+@asynccontextmanager
+async def registry_over(
+    *backends: tuple[ScriptedBackend, str], clock: Callable[[], float] | None = None, ttl: float = 10.0
+) -> AsyncIterator[Registry]:
+    async with services_over(*backends, clock=clock, ttl=ttl) as (registry, _):
+        yield registry
