@@ -68,6 +68,8 @@ class LoadCalls:
 
 @dataclass(frozen=True)
 class KindBehaviour:
+    """What a backend of one kind does beyond its dialect: how its catalog is read, how it loads."""
+
     read_catalog: CatalogReader
     loads: LoadCalls | None = None  # None: the backend cannot be asked to load or unload
 

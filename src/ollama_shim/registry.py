@@ -119,12 +119,11 @@ class Registry:
         for result in results:
             if isinstance(result, BaseException):
                 raise result  # not a backend failing (that is kept in ``failure``): a fault of the shim's own
-        failures = [b.failure for b in self.backends if b.failure is not None]
-        for backend in self.backends:
-            if backend.failure is not None:
-                log.warning("model list from %s failed: %s", backend.settings.root, backend.failure.message)
+        failures = [(b.settings.root, b.failure) for b in self.backends if b.failure is not None]
+        for root, failure in failures:
+            log.warning("model list from %s failed: %s", root, failure.message)
         if len(failures) == len(self.backends) and not any(b.ever_answered for b in self.backends):
-            raise failures[0]
+            raise failures[0][1]
         models = tuple(Resolved(rec, b) for b in self.backends for rec in b.records)
         self._snapshot = _Snapshot(models, _index(models), self._clock())
         return self._snapshot
