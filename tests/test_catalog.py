@@ -83,7 +83,7 @@ def test_llamacpp_record_takes_real_metadata() -> None:
         chat_template="{% if enable_thinking %}<think>{% endif %}",
         modalities={"vision": True},
     )
-    rec = catalog.record_from_llamacpp(_llamacpp_entry(), props, 0, NOW)
+    rec = catalog.record_from_llamacpp(_llamacpp_entry(), props, NOW)
     assert (rec.size, rec.parameter_size, rec.parameter_count) == (91000000, "134.52M", 134515008)
     assert (rec.context_length, rec.max_context_length, rec.embedding_length) == (4096, 8192, 576)
     assert rec.capabilities == ("completion", "tools", "vision", "thinking")
@@ -92,7 +92,7 @@ def test_llamacpp_record_takes_real_metadata() -> None:
 
 @pytest.mark.parametrize(("status", "loaded"), [("loaded", True), ("unloaded", False), ("loading", False)])
 def test_llamacpp_router_status(status: str, loaded: bool) -> None:
-    rec = catalog.record_from_llamacpp(_llamacpp_entry(status={"value": status}), None, 0, NOW)
+    rec = catalog.record_from_llamacpp(_llamacpp_entry(status={"value": status}), None, NOW)
     assert rec.loaded is loaded
 
 
@@ -108,14 +108,14 @@ def test_context_from_router_args(args: object, ctx: int | None) -> None:
 def test_unloaded_router_model_takes_its_context_from_its_args() -> None:
     status = {"value": "unloaded", "args": ["llama-server", "--ctx-size", "2048"]}
     entry = msgspec.convert({"id": "gemma-3-270m-q4_k_m", "owned_by": "llamacpp", "status": status}, ModelEntry)
-    rec = catalog.record_from_llamacpp(entry, None, 0, NOW)
+    rec = catalog.record_from_llamacpp(entry, None, NOW)
     assert rec.context_length == 2048 and not rec.loaded
     assert catalog.model_info_of(rec)["gemma3.context_length"] == 2048
 
 
 def test_llamacpp_without_props_uses_train_context_and_id() -> None:
-    rec = catalog.record_from_llamacpp(_llamacpp_entry(), None, 1, NOW)
-    assert rec.context_length == 8192 and rec.backend == 1
+    rec = catalog.record_from_llamacpp(_llamacpp_entry(), None, NOW)
+    assert rec.context_length == 8192
     assert rec.capabilities == ("completion", "tools")
 
 
@@ -131,7 +131,7 @@ def test_lmstudio_v1_record() -> None:
         },
         LMStudioV1Model,
     )
-    rec = catalog.record_from_lmstudio_v1(model, 0, NOW)
+    rec = catalog.record_from_lmstudio_v1(model, NOW)
     assert (rec.name, rec.family, rec.parameter_size, rec.quantization_level) == (
         "qwen/qwen3-8b:latest", "qwen3", "8B", "Q4_K_M")
     assert (rec.size, rec.context_length, rec.max_context_length, rec.loaded) == (5030000000, 16384, 40960, True)
@@ -151,7 +151,7 @@ def test_lmstudio_v0_record(type_: str, caps: tuple[str, ...], loaded_state: str
            "state": loaded_state, "max_context_length": 32768, "capabilities": ["tool_use"]}
     if loaded_state == "loaded":
         doc["loaded_context_length"] = 4096
-    rec = catalog.record_from_lmstudio_v0(msgspec.convert(doc, LMStudioV0Model), 0, NOW)
+    rec = catalog.record_from_lmstudio_v0(msgspec.convert(doc, LMStudioV0Model), NOW)
     assert rec.capabilities == caps and rec.context_length == ctx and rec.loaded is (loaded_state == "loaded")
 
 
@@ -162,12 +162,12 @@ def test_lmstudio_v0_record(type_: str, caps: tuple[str, ...], loaded_state: str
      ({"id": "gpt-4o", "owned_by": "system"}, None)],
 )
 def test_openai_entry_record(doc: dict[str, object], ctx: int | None) -> None:
-    rec = catalog.record_from_openai_entry(msgspec.convert(doc, ModelEntry), 0, NOW, loaded=False)
+    rec = catalog.record_from_openai_entry(msgspec.convert(doc, ModelEntry), NOW, loaded=False)
     assert rec.context_length == ctx
 
 
 def _record(**kw: object) -> ModelRecord:
-    base = catalog.base_record("SmolLM2-135M-Instruct.Q4_1", 0, NOW)
+    base = catalog.base_record("SmolLM2-135M-Instruct.Q4_1", NOW)
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
@@ -211,3 +211,76 @@ def test_show_basename_override_for_copilot() -> None:
 def test_ps_entry() -> None:
     entry = catalog.to_ps_model(_record(context_length=2048, size=7), "http://b", NOW)
     assert entry.context_length == 2048 and entry.size == 7 and entry.expires_at > "2100"
+
+
+# -- what a broken backend sends: out-of-range values dropped, bad entries cost only themselves --------
+
+
+@pytest.mark.parametrize(
+    ("meta", "field", "expected"),
+    [
+        ({"size": -5}, "size", 0),
+        ({"size": 10**30}, "size", 0),
+        ({"n_params": -1}, "parameter_count", None),
+        ({"n_params": 10**20}, "parameter_count", None),
+        ({"n_params": 10**20}, "parameter_size", "135M"),  # the id's figure stands in
+        ({"n_ctx_train": 10**12}, "max_context_length", None),
+        ({"n_ctx_train": 10**12}, "context_length", None),
+        ({"n_ctx_train": 0}, "context_length", None),
+        ({"n_ctx_train": 8192, "n_ctx": -1}, "context_length", 8192),
+        ({"n_ctx_train": 8192, "n_ctx": 10**12}, "context_length", 8192),
+        ({"n_embd": -3}, "embedding_length", None),
+        ({"n_vocab": 10**15}, "vocab_size", None),
+    ],
+)
+def test_llamacpp_values_out_of_range_are_dropped(meta: dict[str, object], field: str, expected: object) -> None:
+    entry = msgspec.convert({"id": "SmolLM2-135M-Instruct.Q4_1", "meta": meta}, ModelEntry)
+    assert getattr(catalog.record_from_llamacpp(entry, None, NOW), field) == expected
+
+
+@pytest.mark.parametrize("created", [10**18, -1, 0, None])
+def test_absurd_created_falls_back_to_the_start_time(created: int | None) -> None:
+    entry = ModelEntry(id="m", created=created)
+    rec = catalog.record_from_openai_entry(entry, NOW, loaded=False)
+    assert rec.modified_ns == NOW
+    assert catalog.to_tags_model(rec, "http://b").modified_at.startswith("2023-11-")  # NOW, local time
+
+
+def test_sane_created_is_kept() -> None:
+    rec = catalog.record_from_openai_entry(ModelEntry(id="m", created=1_600_000_000), NOW, loaded=False)
+    assert rec.modified_ns == 1_600_000_000 * 1_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("doc", "ctx"),
+    [({"id": "m", "max_model_len": 10**13}, None), ({"id": "m", "context_length": -4096}, None),
+     ({"id": "m", "max_model_len": -1, "context_length": 4096}, 4096)],
+)
+def test_openai_entry_absurd_context_is_dropped(doc: dict[str, object], ctx: int | None) -> None:
+    assert catalog.record_from_openai_entry(msgspec.convert(doc, ModelEntry), NOW, loaded=False).context_length == ctx
+
+
+def test_lmstudio_absurd_values_are_dropped() -> None:
+    v1 = msgspec.convert({"key": "m", "size_bytes": -1, "max_context_length": 10**12,
+                          "loaded_instances": [{"id": "m", "config": {"context_length": -5}}]}, LMStudioV1Model)
+    rec = catalog.record_from_lmstudio_v1(v1, NOW)
+    assert (rec.size, rec.context_length, rec.max_context_length) == (0, None, None)
+    v0 = msgspec.convert({"id": "m", "max_context_length": 4096, "loaded_context_length": 10**12}, LMStudioV0Model)
+    assert catalog.record_from_lmstudio_v0(v0, NOW).context_length == 4096
+
+
+@pytest.mark.parametrize(
+    ("entries", "decoded"),
+    [
+        (b'[{"id": "a"}, {"id": "b"}]', ["a", "b"]),
+        (b'[{"id": "a", "created": "yesterday"}, {"id": "b"}]', ["a (by name)", "b"]),  # a wrong type
+        (b'[{"id": "a", "meta": {"n_params": "many"}}, {"id": "b"}]', ["a (by name)", "b"]),  # deep inside
+        (b'[{"id": 5}, {"id": "b"}]', ["b"]),  # no usable name: left out
+        (b'[{"name": "x"}, "text", 7, null, {"id": ""}, {"id": "b"}]', ["b"]),
+        (b'[{"key": "k"}]', ["k (by name)"]),  # LM Studio REST names a model by its key
+    ],
+)
+def test_decode_each_keeps_every_entry_it_can(entries: bytes, decoded: list[str]) -> None:
+    raws = [msgspec.Raw(msgspec.json.encode(x)) for x in msgspec.json.decode(entries)]
+    out = catalog.decode_each(raws, ModelEntry, lambda name: ModelEntry(id=f"{name} (by name)"))
+    assert [e.id for e in out] == decoded

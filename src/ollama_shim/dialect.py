@@ -2,6 +2,8 @@
 
 The request translator asks the dialect, never the backend's name, how to spell a parameter or
 whether to send it at all. Facts come from ``shared/reference/backends.md`` section 5.
+``Kind`` names every kind; ``DIALECTS`` holds one dialect per kind, and everything else keyed by
+kind (``settings.BACKEND_KINDS``, the catalog and load behaviour in ``backends``) derives from it.
 ``detect_kind`` picks a kind from what a backend answered to the catalog's probes.
 
 May import: stdlib only.
@@ -10,15 +12,16 @@ May import: stdlib only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
+Kind = Literal["llamacpp", "lmstudio", "vllm", "openai", "openrouter", "generic"]
 ThinkStyle = Literal["chat_template_kwargs", "reasoning_effort", "openrouter_reasoning", "none"]
 JsonMode = Literal["json_object", "json_schema_object"]
 
 
 @dataclass(frozen=True)
 class Dialect:
-    kind: str
+    kind: Kind
     # Ollama option keys (already renamed to the OpenAI spelling) this backend accepts.
     sampling_keys: frozenset[str]
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
@@ -39,6 +42,8 @@ class Dialect:
     # OpenAI's strict mode demands additionalProperties:false and every property required, which
     # a client's schema rarely has; elsewhere strict is harmless or ignored.
     strict_json_schema: bool = True
+    # Whether every model ``/v1/models`` lists is loaded and served now (vLLM serves what it lists).
+    lists_loaded_models: bool = False
 
 
 _STANDARD = frozenset({"temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"})
@@ -67,6 +72,7 @@ VLLM = Dialect(
     max_tokens_field="max_completion_tokens",
     repeat_penalty_field="repetition_penalty",
     think_style="chat_template_kwargs",
+    lists_loaded_models=True,
 )
 OPENAI = Dialect(
     kind="openai",
@@ -86,10 +92,17 @@ OPENROUTER = Dialect(
 # An unknown OpenAI-compatible server: send only what every such server accepts.
 GENERIC = Dialect(kind="generic", sampling_keys=_STANDARD | {"top_k"}, think_style="none")
 
-DIALECTS: dict[str, Dialect] = {d.kind: d for d in (LLAMACPP, LMSTUDIO, VLLM, OPENAI, OPENROUTER, GENERIC)}
+DIALECTS: dict[Kind, Dialect] = {d.kind: d for d in (LLAMACPP, LMSTUDIO, VLLM, OPENAI, OPENROUTER, GENERIC)}
+KINDS: tuple[Kind, ...] = get_args(Kind)
+_KIND_BY_NAME: dict[str, Kind] = {kind: kind for kind in KINDS}
 
 
-def detect_kind(url: str, *, has_props: bool, has_lmstudio_rest: bool, owned_by: set[str]) -> str:
+def kind_named(name: str) -> Kind | None:
+    """The kind a configured name spells (``auto`` and anything unknown: None)."""
+    return _KIND_BY_NAME.get(name)
+
+
+def detect_kind(url: str, *, has_props: bool, has_lmstudio_rest: bool, owned_by: set[str]) -> Kind:
     """Choose a backend kind from its URL and what it answered to the catalog's probes."""
     if has_props or "llamacpp" in owned_by:
         return "llamacpp"

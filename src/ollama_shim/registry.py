@@ -1,13 +1,13 @@
 """The live model catalog: every backend's models, merged, cached for a short TTL, resolvable by name.
 
-On a refresh each backend is asked concurrently. A backend of kind ``auto`` is probed once to
-learn its kind (llama.cpp answers ``/props``, LM Studio its REST ``/api/v1|v0/models``, vLLM
-says ``owned_by: vllm``), then asked with that kind's native calls. A backend that fails keeps
-its last known models; only when no backend answers and nothing is cached does a listing fail.
-A name that is not found triggers one refresh before the 404 (a model loaded a second ago).
+On a refresh each backend (a ``backends.LiveBackend``, which knows how its kind's catalog is
+read) is asked concurrently. A backend that fails keeps its last known models in the list, but
+none of them counts as running; only when no backend has ever answered does a listing fail.
+The first backend listed wins a name several serve. A name that is not found triggers one
+refresh before the 404 (a model loaded a second ago).
 
-May import: stdlib, msgspec, ``ollama_shim.upstream``, ``ollama_shim.settings``, ``ollama_shim.dialect``,
-``ollama_shim.errors``, ``ollama_shim.wire``, ``ollama_shim.translate``.
+May import: stdlib, ``ollama_shim.backends``, ``ollama_shim.upstream``, ``ollama_shim.settings``,
+``ollama_shim.dialect``, ``ollama_shim.errors``, ``ollama_shim.translate``.
 """
 
 from __future__ import annotations
@@ -18,42 +18,45 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .dialect import DIALECTS, Dialect, detect_kind
-from .errors import ModelNotFound, UpstreamError
+from .backends import LiveBackend
+from .dialect import Dialect
+from .errors import ModelNotFound
 from .settings import Backend, Settings
-from .translate import catalog
 from .translate.catalog import ModelRecord
 from .translate.names import request_keys
 from .upstream import Upstream
-from .wire.backends import LlamaCppProps, LMStudioV0ModelList, LMStudioV1ModelList
-from .wire.openai import ModelList
 
 log = logging.getLogger("ollama_shim.registry")
-
-PROBE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """A requested name bound to the model, backend and dialect that will serve it."""
+    """A model bound to the backend that serves it, and so to the dialect its requests speak."""
 
     record: ModelRecord
-    backend: Backend
-    dialect: Dialect
+    source: LiveBackend
+
+    @property
+    def backend(self) -> Backend:
+        return self.source.settings
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.source.dialect
 
 
 @dataclass(frozen=True)
 class _Snapshot:
-    records: tuple[ModelRecord, ...]
-    by_key: dict[str, ModelRecord]
+    models: tuple[Resolved, ...]
+    by_key: dict[str, Resolved]
     taken_at: float
 
 
-def _index(records: tuple[ModelRecord, ...]) -> dict[str, ModelRecord]:
-    by_key: dict[str, ModelRecord] = {}
-    for rec in records:  # the first backend listed wins a name both serve
-        for key in (rec.name.lower(), rec.upstream_id.lower()):
-            by_key.setdefault(key, rec)
+def _index(models: tuple[Resolved, ...]) -> dict[str, Resolved]:
+    by_key: dict[str, Resolved] = {}
+    for model in models:  # the first backend listed wins a name both serve
+        for key in (model.record.name.lower(), model.record.upstream_id.lower()):
+            by_key.setdefault(key, model)
     return by_key
 
 
@@ -66,39 +69,31 @@ class Registry:
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], int] = time.time_ns,
     ) -> None:
-        self._settings = settings
-        self._upstream = upstream
+        self._ttl = settings.catalog_ttl
         self._clock = clock
-        self._started_ns = wallclock()
-        self._kinds: dict[int, str] = {i: b.kind for i, b in enumerate(settings.backends) if b.kind != "auto"}
-        self._by_backend: dict[int, tuple[ModelRecord, ...]] = {}
+        self._started_ns = wallclock()  # the "modified" time of a model whose backend gives none
+        self.backends = tuple(LiveBackend(b, upstream) for b in settings.backends)
         self._snapshot: _Snapshot | None = None
         self._refreshing: asyncio.Task[_Snapshot] | None = None
 
     # -- public ------------------------------------------------------------------------------
 
-    async def records(self, *, fresh: bool = False) -> tuple[ModelRecord, ...]:
-        return (await self._current(fresh=fresh)).records
+    async def models(self, *, fresh: bool = False) -> tuple[Resolved, ...]:
+        """Every backend's models, in backend order; a backend that is down keeps its last ones."""
+        return (await self._current(fresh=fresh)).models
+
+    async def running(self) -> tuple[Resolved, ...]:
+        """The models loaded now, asked afresh: none of a backend that does not answer."""
+        return tuple(m for m in await self.models(fresh=True) if m.record.loaded and m.source.answering)
 
     async def resolve(self, requested: str) -> Resolved:
         """The model a client's name means; refreshes once on a miss; ModelNotFound otherwise."""
-        snap = await self._current()
-        rec = self._lookup(snap, requested)
-        if rec is None:
-            rec = self._lookup(await self._current(fresh=True), requested)
-        if rec is None:
+        found = self._lookup(await self._current(), requested)
+        if found is None:
+            found = self._lookup(await self._current(fresh=True), requested)
+        if found is None:
             raise ModelNotFound(requested)
-        return self.bind(rec)
-
-    def bind(self, rec: ModelRecord) -> Resolved:
-        backend = self._settings.backends[rec.backend]
-        return Resolved(rec, backend, self.dialect(rec.backend))
-
-    def dialect(self, backend: int) -> Dialect:
-        return DIALECTS[self._kinds.get(backend, "generic")]
-
-    def backend_root(self, rec: ModelRecord) -> str:
-        return self._settings.backends[rec.backend].root
+        return found
 
     def invalidate(self) -> None:
         """Forget the cached list (a model was loaded or unloaded)."""
@@ -107,12 +102,12 @@ class Registry:
     # -- cache -------------------------------------------------------------------------------
 
     @staticmethod
-    def _lookup(snap: _Snapshot, requested: str) -> ModelRecord | None:
+    def _lookup(snap: _Snapshot, requested: str) -> Resolved | None:
         return next((snap.by_key[k] for k in request_keys(requested) if k in snap.by_key), None)
 
     async def _current(self, *, fresh: bool = False) -> _Snapshot:
         snap = self._snapshot
-        if snap is not None and not fresh and self._clock() - snap.taken_at < self._settings.catalog_ttl:
+        if snap is not None and not fresh and self._clock() - snap.taken_at < self._ttl:
             return snap
         if self._refreshing is None:  # one refresh at a time, shared by every waiting request
             self._refreshing = asyncio.ensure_future(self._refresh())
@@ -120,88 +115,15 @@ class Registry:
         return await asyncio.shield(self._refreshing)
 
     async def _refresh(self) -> _Snapshot:
-        backends = self._settings.backends
-        results = await asyncio.gather(*(self._fetch(i, b) for i, b in enumerate(backends)), return_exceptions=True)
-        failures: list[BaseException] = []
-        for i, result in enumerate(results):
+        results = await asyncio.gather(*(b.refresh(self._started_ns) for b in self.backends), return_exceptions=True)
+        for result in results:
             if isinstance(result, BaseException):
-                if not isinstance(result, UpstreamError):
-                    raise result
-                log.warning("model list from %s failed: %s", backends[i].root, result.message)
-                failures.append(result)
-            else:
-                self._by_backend[i] = result
-        if len(failures) == len(backends) and not self._by_backend:
-            raise failures[0]
-        records = tuple(r for i in range(len(backends)) for r in self._by_backend.get(i, ()))
-        self._snapshot = _Snapshot(records, _index(records), self._clock())
+                raise result  # not a backend failing (that is kept in ``failure``): a fault of the shim's own
+        failures = [(b.settings.root, b.failure) for b in self.backends if b.failure is not None]
+        for root, failure in failures:
+            log.warning("model list from %s failed: %s", root, failure.message)
+        if len(failures) == len(self.backends) and not any(b.ever_answered for b in self.backends):
+            raise failures[0][1]
+        models = tuple(Resolved(rec, b) for b in self.backends for rec in b.records)
+        self._snapshot = _Snapshot(models, _index(models), self._clock())
         return self._snapshot
-
-    # -- per backend -------------------------------------------------------------------------
-
-    async def _fetch(self, index: int, backend: Backend) -> tuple[ModelRecord, ...]:
-        models = await self._upstream.get_json(backend, "/v1/models", ModelList)
-        kind = self._kinds.get(index) or await self._probe_kind(index, backend, models)
-        now = self._started_ns
-        if kind == "llamacpp":
-            return await self._llamacpp_records(index, backend, models)
-        if kind == "lmstudio":
-            lms = await self._lmstudio_records(index, backend)
-            if lms is not None:
-                return lms
-        loaded = kind == "vllm"
-        return tuple(catalog.record_from_openai_entry(e, index, now, loaded=loaded) for e in models.data)
-
-    async def _probe_kind(self, index: int, backend: Backend, models: ModelList) -> str:
-        props, lms = await asyncio.gather(self._props(backend), self._lmstudio_v1(backend))
-        kind = detect_kind(
-            backend.root,
-            has_props=props is not None,
-            has_lmstudio_rest=lms is not None,
-            owned_by={e.owned_by or "" for e in models.data},
-        )
-        log.info("backend %s is %s", backend.root, kind)
-        self._kinds[index] = kind
-        return kind
-
-    async def _optional(self, backend: Backend, path: str, type_: type) -> object | None:
-        try:
-            return await self._upstream.get_json(backend, path, type_, limit=PROBE_TIMEOUT)
-        except UpstreamError:
-            return None
-
-    async def _props(self, backend: Backend, model: str | None = None) -> LlamaCppProps | None:
-        path = "/props" if model is None else f"/props?model={model}&autoload=false"
-        props = await self._optional(backend, path, LlamaCppProps)
-        if not isinstance(props, LlamaCppProps):
-            return None
-        if props.default_generation_settings is None and props.build_info is None:
-            return None  # a 200 from a server that answers every path (LM Studio does)
-        return props
-
-    async def _lmstudio_v1(self, backend: Backend) -> LMStudioV1ModelList | None:
-        found = await self._optional(backend, "/api/v1/models", LMStudioV1ModelList)
-        return found if isinstance(found, LMStudioV1ModelList) and found.models else None
-
-    async def _llamacpp_records(self, index: int, backend: Backend, models: ModelList) -> tuple[ModelRecord, ...]:
-        now = self._started_ns
-        router = any(e.status is not None for e in models.data)
-        if not router:
-            props = await self._props(backend)
-            return tuple(catalog.record_from_llamacpp(e, props, index, now) for e in models.data)
-        out = []
-        for entry in models.data:
-            loaded = (entry.status or {}).get("value") == "loaded"
-            props = await self._props(backend, entry.id) if loaded else None
-            out.append(catalog.record_from_llamacpp(entry, props, index, now))
-        return tuple(out)
-
-    async def _lmstudio_records(self, index: int, backend: Backend) -> tuple[ModelRecord, ...] | None:
-        now = self._started_ns
-        v1 = await self._lmstudio_v1(backend)
-        if v1 is not None:
-            return tuple(catalog.record_from_lmstudio_v1(m, index, now) for m in v1.models)
-        v0 = await self._optional(backend, "/api/v0/models", LMStudioV0ModelList)
-        if isinstance(v0, LMStudioV0ModelList):
-            return tuple(catalog.record_from_lmstudio_v0(m, index, now) for m in v0.data)
-        return None

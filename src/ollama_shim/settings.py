@@ -4,7 +4,7 @@
 file named in it, and raises ``SettingsError`` with a one-line message for anything wrong.
 ``parse_ollama_host`` follows the ollama client's own ``OLLAMA_HOST`` rules.
 
-May import: stdlib only.
+May import: stdlib, ``ollama_shim.dialect`` (pure).
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .dialect import DIALECTS
+
 DEFAULT_BACKEND = "http://127.0.0.1:1234"  # LM Studio's default port
 DEFAULT_LISTEN = "127.0.0.1:11434"
 DEFAULT_OLLAMA_VERSION = "0.32.10"
-BACKEND_KINDS = ("auto", "llamacpp", "lmstudio", "vllm", "openai", "openrouter", "generic")
+BACKEND_KINDS = ("auto", *DIALECTS)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ENV_PREFIX = "OLLAMA_SHIM_"
 

@@ -21,9 +21,8 @@ _COPILOT_AGENT = "GitHubCopilotChat/"
 
 
 async def tags(request: web.Request) -> web.Response:
-    registry = state_of(request).registry
-    records = await registry.records()
-    models = [catalog.to_tags_model(r, registry.backend_root(r)) for r in records]
+    listed = await state_of(request).registry.models()
+    models = [catalog.to_tags_model(m.record, m.backend.root) for m in listed]
     models.sort(key=lambda m: m.modified_at, reverse=True)
     return json_response(ow.TagsResponse(models=models))
 
@@ -45,10 +44,9 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def ps(request: web.Request) -> web.Response:
-    registry = state_of(request).registry
-    records = await registry.records(fresh=True)
+    running = await state_of(request).registry.running()
     now = time.time_ns()
-    models = [catalog.to_ps_model(r, registry.backend_root(r), now) for r in records if r.loaded]
+    models = [catalog.to_ps_model(m.record, m.backend.root, now) for m in running]
     return json_response(ow.PsResponse(models=models))
 
 

@@ -34,7 +34,7 @@ from multidict import CIMultiDict, MultiMapping
 from ..errors import ShimError, UpstreamError
 from ..settings import Backend
 from ..translate.passthrough_paths import check_path, route_allowed
-from ..wire.openai import ModelList
+from ..wire.backends import ModelListEntries
 from .state import AppState, log, state_of
 
 HOP_BY_HOP = frozenset(
@@ -126,10 +126,18 @@ async def _route(state: AppState, body: bytes) -> tuple[Backend, bytes]:
 
 
 async def _merged_models(state: AppState) -> web.Response:
-    merged = ModelList(data=[])
+    """Every backend's entries as each sent them; a backend that is down is left out, unless all are."""
+    merged: list[msgspec.Raw] = []
+    failures: list[UpstreamError] = []
     for backend in state.settings.backends:
-        merged.data.extend((await state.upstream.get_json(backend, "/v1/models", ModelList)).data)
-    body = msgspec.json.encode({"object": "list", "data": merged.data})
+        try:
+            merged.extend((await state.upstream.get_json(backend, "/v1/models", ModelListEntries)).data)
+        except UpstreamError as exc:
+            log.warning("model list from %s failed: %s", backend.root, exc.message)
+            failures.append(exc)
+    if len(failures) == len(state.settings.backends):
+        raise failures[0]
+    body = msgspec.json.encode({"object": "list", "data": merged})
     return web.Response(body=body, headers={"Content-Type": "application/json"})
 
 

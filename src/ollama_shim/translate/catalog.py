@@ -1,10 +1,12 @@
 """Backend model metadata -> ``ModelRecord`` -> Ollama's /api/tags, /api/show and /api/ps entries.
 
 A ``ModelRecord`` is what the shim knows about one upstream model, whatever backend it came
-from. The ``record_from_*`` functions take each backend's native metadata (llama.cpp
-``/v1/models`` ``meta`` + ``/props``, llama.cpp router ``status``, LM Studio REST v0/v1, vLLM,
-OpenRouter) and fall back to careful inference from the id (family, parameter size,
-quantization) only for what the backend does not say.
+from (the registry keeps which one). ``decode_each`` reads a backend's list entry by entry, so
+one malformed entry costs only itself; values outside sane bounds (a ``created`` in the year
+30 million, a negative size) are dropped for that entry. The ``record_from_*`` functions take
+each backend's native metadata (llama.cpp ``/v1/models`` ``meta`` + ``/props``, llama.cpp router
+``status``, LM Studio REST v0/v1, vLLM, OpenRouter) and fall back to careful inference from the
+id (family, parameter size, quantization) only for what the backend does not say.
 
 May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.translate.names``, ``ollama_shim.timefmt``.
 """
@@ -14,11 +16,22 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import msgspec
 
 from ..timefmt import local_timestamp
 from ..wire import ollama as ow
-from ..wire.backends import LlamaCppProps, LMStudioV0Model, LMStudioV1Model
+from ..wire.backends import (
+    AnyModelName,
+    LlamaCppMeta,
+    LlamaCppProps,
+    LlamaCppStatus,
+    LMStudioV0Model,
+    LMStudioV1Model,
+)
 from ..wire.openai import ModelEntry
 from .names import ollama_name
 
@@ -38,7 +51,6 @@ _FOREVER_NS = 100 * 365 * 86400 * 1_000_000_000
 class ModelRecord:
     upstream_id: str
     name: str  # Ollama display name, with tag
-    backend: int  # index into Settings.backends
     family: str = ""
     parameter_size: str = ""
     parameter_count: int | None = None
@@ -144,12 +156,11 @@ def human_number(n: int) -> str:
     return str(n)
 
 
-def base_record(upstream_id: str, backend: int, modified_ns: int) -> ModelRecord:
+def base_record(upstream_id: str, modified_ns: int) -> ModelRecord:
     """What the id alone tells; the backend-specific builders refine it."""
     return ModelRecord(
         upstream_id=upstream_id,
         name=ollama_name(upstream_id),
-        backend=backend,
         family=infer_family(upstream_id),
         parameter_size=infer_parameter_size(upstream_id),
         quantization_level=infer_quantization(upstream_id),
@@ -159,13 +170,58 @@ def base_record(upstream_id: str, backend: int, modified_ns: int) -> ModelRecord
 
 
 # ---------------------------------------------------------------------------
-# Backend-specific builders
+# Reading a backend's list: entry by entry, values within bounds
 # ---------------------------------------------------------------------------
 
+T = TypeVar("T")
 
-def _int(meta: dict[str, object], key: str) -> int | None:
-    value = meta.get(key)
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+# A value outside these bounds is a backend's mistake: it is dropped for that entry (what the id
+# tells, or nothing, stands in) rather than passed on to clients that would choke on it.
+_MAX_CREATED_S = 7_258_118_400  # 2200-01-01: a timestamp every client can still show
+_MAX_COUNT = 1 << 53  # bytes, parameters: beyond what a JSON number holds exactly
+_MAX_CONTEXT = 1 << 26  # tokens (67 M): far beyond any model's window
+_MAX_WIDTH = 1 << 24  # embedding length, vocabulary size
+_NAME_DECODER = msgspec.json.Decoder(AnyModelName)
+
+
+def within(value: int | None, limit: int) -> int | None:
+    """``value`` when it is a positive number no larger than ``limit``, else None."""
+    return value if value is not None and 0 < value <= limit else None
+
+
+def modified_ns_of(created: int | None, fallback_ns: int) -> int:
+    """A backend's ``created`` (seconds) in nanoseconds, or ``fallback_ns`` when absent or absurd."""
+    seconds = within(created, _MAX_CREATED_S)
+    return seconds * 1_000_000_000 if seconds else fallback_ns
+
+
+def decode_each(raws: Iterable[msgspec.Raw], type_: type[T], by_name: Callable[[str], T]) -> list[T]:
+    """Each entry of a backend's list decoded as ``type_``. One that cannot be is made ``by_name``
+    from its name alone (``id`` or ``key``) when it has one, and left out otherwise: it costs only
+    itself."""
+    decoder = msgspec.json.Decoder(type_)
+    out: list[T] = []
+    for raw in raws:
+        try:
+            out.append(decoder.decode(raw))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            name = _name_of(raw)
+            if name:
+                out.append(by_name(name))
+    return out
+
+
+def _name_of(raw: msgspec.Raw) -> str | None:
+    try:
+        named = _NAME_DECODER.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return named.id or named.key
+
+
+# ---------------------------------------------------------------------------
+# Backend-specific builders
+# ---------------------------------------------------------------------------
 
 
 def template_capabilities(template: str, vision: bool) -> tuple[str, ...]:
@@ -185,82 +241,84 @@ def template_capabilities(template: str, vision: bool) -> tuple[str, ...]:
 _CTX_FLAGS = ("--ctx-size", "-c", "--ctx_size")
 
 
-def context_from_args(args: object) -> int | None:
+def context_from_args(args: list[str] | None) -> int | None:
     """The ``--ctx-size`` a llama.cpp router will start a model with, from its ``status.args``."""
-    if not isinstance(args, list):
-        return None
-    for flag, value in itertools.pairwise(args):
-        if flag in _CTX_FLAGS and isinstance(value, str) and value.isdigit() and int(value) > 0:
-            return int(value)
+    for flag, value in itertools.pairwise(args or ()):
+        if flag in _CTX_FLAGS and value.isdigit():
+            return within(int(value), _MAX_CONTEXT)
     return None
 
 
+def _llamacpp_context(meta: LlamaCppMeta, props: LlamaCppProps | None, status: LlamaCppStatus) -> int | None:
+    """What a request may use now: the slot's context, else what a router will start the model with."""
+    slot = props.default_generation_settings if props else None
+    candidates = (meta.n_ctx, slot.n_ctx if slot else None, context_from_args(status.args), meta.n_ctx_train)
+    return next((ctx for ctx in candidates if within(ctx, _MAX_CONTEXT)), None)
+
+
+def _llamacpp_capabilities(inferred: tuple[str, ...], props: LlamaCppProps | None, embeddings: bool) -> tuple[str, ...]:
+    caps = set(inferred)
+    if props and props.chat_template:  # the template knows better than the id, except about infill
+        vision = bool(props.modalities and props.modalities.get("vision"))
+        caps = {*template_capabilities(props.chat_template, vision), *(caps & {INSERT})}
+    if embeddings:
+        caps.add(EMBEDDING)
+    return ordered(caps)
+
+
 def record_from_llamacpp(
-    entry: ModelEntry, props: LlamaCppProps | None, backend: int, modified_ns: int, *, embeddings: bool = False
+    entry: ModelEntry, props: LlamaCppProps | None, modified_ns: int, *, embeddings: bool = False
 ) -> ModelRecord:
     """llama-server: ``/v1/models`` ``meta`` (+ router ``status``) and ``/props`` when it has one."""
-    rec = base_record(entry.id, backend, (entry.created or 0) * 1_000_000_000 or modified_ns)
-    meta = entry.meta or {}
-    n_params = _int(meta, "n_params")
-    slot_ctx = _int(meta, "n_ctx")
-    if props and props.default_generation_settings and props.default_generation_settings.n_ctx:
-        slot_ctx = slot_ctx or props.default_generation_settings.n_ctx
-    status = str((entry.status or {}).get("value", "loaded"))
-    slot_ctx = slot_ctx or context_from_args((entry.status or {}).get("args"))  # router: not loaded yet
-    caps = rec.capabilities
-    template = props.chat_template if props else None
-    if template:
-        vision = bool(props and props.modalities and props.modalities.get("vision"))
-        caps = template_capabilities(template, vision)
-        if INSERT in rec.capabilities:
-            caps = ordered({*caps, INSERT})
-    if embeddings:
-        caps = ordered({*caps, EMBEDDING})
+    rec = base_record(entry.id, modified_ns_of(entry.created, modified_ns))
+    meta = entry.meta or LlamaCppMeta()
+    status = entry.status or LlamaCppStatus()
+    n_params = within(meta.n_params, _MAX_COUNT)
     return replace(
         rec,
         format="gguf",
-        size=_int(meta, "size") or 0,
+        size=within(meta.size, _MAX_COUNT) or 0,
         parameter_count=n_params,
         parameter_size=human_number(n_params) if n_params else rec.parameter_size,
-        quantization_level=quantization_from_ftype(str(meta.get("ftype") or "")) or rec.quantization_level,
-        context_length=slot_ctx or _int(meta, "n_ctx_train"),
-        max_context_length=_int(meta, "n_ctx_train"),
-        embedding_length=_int(meta, "n_embd"),
-        vocab_size=_int(meta, "n_vocab"),
-        capabilities=caps,
-        loaded=status == "loaded",
-        template=template,
+        quantization_level=quantization_from_ftype(meta.ftype or "") or rec.quantization_level,
+        context_length=_llamacpp_context(meta, props, status),
+        max_context_length=within(meta.n_ctx_train, _MAX_CONTEXT),
+        embedding_length=within(meta.n_embd, _MAX_WIDTH),
+        vocab_size=within(meta.n_vocab, _MAX_WIDTH),
+        capabilities=_llamacpp_capabilities(rec.capabilities, props, embeddings),
+        loaded=status.value == "loaded",
+        template=props.chat_template if props else None,
     )
 
 
-def record_from_lmstudio_v1(model: LMStudioV1Model, backend: int, modified_ns: int) -> ModelRecord:
-    rec = base_record(model.key, backend, modified_ns)
+def record_from_lmstudio_v1(model: LMStudioV1Model, modified_ns: int) -> ModelRecord:
+    rec = base_record(model.key, modified_ns)
     caps = {EMBEDDING} if model.type == "embedding" else {COMPLETION}
     flags = model.capabilities
     if flags and model.type != "embedding":
         caps |= {TOOLS} if flags.trained_for_tool_use else set()
         caps |= {VISION} if flags.vision else set()
-        caps |= {THINKING} if flags.reasoning else set()
-    loaded_ctx = next(
-        (i.config.context_length for i in model.loaded_instances if i.config and i.config.context_length), None
-    )
+        caps |= {THINKING} if flags.reasoning is not None else set()
+    contexts = (within(i.config.context_length, _MAX_CONTEXT) for i in model.loaded_instances if i.config)
+    loaded_ctx = next((ctx for ctx in contexts if ctx), None)
+    max_ctx = within(model.max_context_length, _MAX_CONTEXT)
     quant = model.quantization.name if model.quantization and model.quantization.name else ""
     return replace(
         rec,
         family=model.architecture or rec.family,
         format=model.format or "",
-        size=model.size_bytes or 0,
+        size=within(model.size_bytes, _MAX_COUNT) or 0,
         parameter_size=model.params_string or rec.parameter_size,
         quantization_level=quant or rec.quantization_level,
-        context_length=loaded_ctx or model.max_context_length,
-        max_context_length=model.max_context_length,
+        context_length=loaded_ctx or max_ctx,
+        max_context_length=max_ctx,
         capabilities=ordered(caps),
         loaded=bool(model.loaded_instances),
     )
 
 
-def record_from_lmstudio_v0(model: LMStudioV0Model, backend: int, modified_ns: int) -> ModelRecord:
-    rec = base_record(model.id, backend, modified_ns)
+def record_from_lmstudio_v0(model: LMStudioV0Model, modified_ns: int) -> ModelRecord:
+    rec = base_record(model.id, modified_ns)
     if model.type == "embeddings":
         caps = {EMBEDDING}
     else:
@@ -268,22 +326,23 @@ def record_from_lmstudio_v0(model: LMStudioV0Model, backend: int, modified_ns: i
         caps |= {TOOLS} if "tool_use" in (model.capabilities or []) else set()
         caps |= {VISION} if model.type == "vlm" else set()
         caps |= {THINKING} if THINKING in rec.capabilities else set()
+    max_ctx = within(model.max_context_length, _MAX_CONTEXT)
     return replace(
         rec,
         family=model.arch or rec.family,
         format=model.compatibility_type or "",
         quantization_level=(model.quantization or "").upper() or rec.quantization_level,
-        context_length=model.loaded_context_length or model.max_context_length,
-        max_context_length=model.max_context_length,
+        context_length=within(model.loaded_context_length, _MAX_CONTEXT) or max_ctx,
+        max_context_length=max_ctx,
         capabilities=ordered(caps),
         loaded=model.state == "loaded",
     )
 
 
-def record_from_openai_entry(entry: ModelEntry, backend: int, modified_ns: int, *, loaded: bool) -> ModelRecord:
+def record_from_openai_entry(entry: ModelEntry, modified_ns: int, *, loaded: bool) -> ModelRecord:
     """vLLM (``max_model_len``), OpenRouter (``context_length``), OpenAI and anything else."""
-    rec = base_record(entry.id, backend, (entry.created or 0) * 1_000_000_000 or modified_ns)
-    ctx = entry.max_model_len or entry.context_length
+    rec = base_record(entry.id, modified_ns_of(entry.created, modified_ns))
+    ctx = within(entry.max_model_len, _MAX_CONTEXT) or within(entry.context_length, _MAX_CONTEXT)
     return replace(rec, context_length=ctx, max_context_length=ctx, loaded=loaded)
 
 

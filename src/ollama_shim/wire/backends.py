@@ -1,16 +1,54 @@
 """Native metadata shapes of particular backends, read to fill the model catalog.
 
-llama.cpp's ``/props`` and router ``/models``; LM Studio's REST ``/api/v0/models`` and
-``/api/v1/models``. Decoded leniently: every field optional, unknown fields ignored.
+llama.cpp's ``/props``, the ``meta`` and router ``status`` of its ``/v1/models`` entries; LM
+Studio's REST ``/api/v0/models`` and ``/api/v1/models``. Decoded leniently: every field
+optional, unknown fields ignored. The lists keep their entries undecoded (``msgspec.Raw``) so
+that each entry is decoded on its own and one malformed entry costs only itself.
 
 May import: msgspec, stdlib.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 import msgspec
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class LlamaCppMeta(msgspec.Struct):
+    """``meta`` of a llama-server ``/v1/models`` entry (null while a model loads)."""
+
+    n_params: int | None = None
+    size: int | None = None  # bytes of the model file
+    n_ctx_train: int | None = None
+    n_ctx: int | None = None  # the slot context, newer builds
+    n_embd: int | None = None
+    n_vocab: int | None = None
+    ftype: str | None = None  # "Q4_K - Medium", newer builds
+
+
+class LlamaCppStatus(msgspec.Struct):
+    """``status`` of an entry of a llama.cpp router's ``/v1/models``."""
+
+    value: str = "loaded"  # "unloaded" | "loading" | "loaded" | "sleeping" | "downloading"
+    failed: bool = False
+    exit_code: int | None = None
+    args: list[str] | None = None  # the command line the router starts the model with
+
+
+class ModelListEntries(msgspec.Struct):
+    """``GET /v1/models`` with each entry left undecoded, to be decoded one at a time."""
+
+    data: list[msgspec.Raw] = msgspec.field(default_factory=list)
+
+
+class AnyModelName(msgspec.Struct):
+    """What identifies a model entry in any backend's list, read when the rest of it cannot be."""
+
+    id: str | None = None
+    key: str | None = None
 
 
 class LlamaCppGenerationSettings(msgspec.Struct):
@@ -28,7 +66,7 @@ class LlamaCppProps(msgspec.Struct):
 
 
 class LMStudioV0Model(msgspec.Struct):
-    id: str
+    id: NonEmpty
     type: str | None = None  # "llm" | "vlm" | "embeddings"
     publisher: str | None = None
     arch: str | None = None
@@ -41,7 +79,7 @@ class LMStudioV0Model(msgspec.Struct):
 
 
 class LMStudioV0ModelList(msgspec.Struct):
-    data: list[LMStudioV0Model] = msgspec.field(default_factory=list)
+    data: list[msgspec.Raw] = msgspec.field(default_factory=list)  # LMStudioV0Model each
 
 
 class LMStudioQuantization(msgspec.Struct):
@@ -58,14 +96,19 @@ class LMStudioInstance(msgspec.Struct):
     config: LMStudioInstanceConfig | None = None
 
 
+class LMStudioReasoning(msgspec.Struct):
+    allowed_options: list[str] | None = None
+    default: str | None = None
+
+
 class LMStudioCapabilities(msgspec.Struct):
     vision: bool = False
     trained_for_tool_use: bool = False
-    reasoning: dict[str, Any] | None = None
+    reasoning: LMStudioReasoning | None = None  # present on models that can think
 
 
 class LMStudioV1Model(msgspec.Struct):
-    key: str
+    key: NonEmpty
     type: str | None = None  # "llm" | "embedding"
     publisher: str | None = None
     display_name: str | None = None
@@ -80,7 +123,7 @@ class LMStudioV1Model(msgspec.Struct):
 
 
 class LMStudioV1ModelList(msgspec.Struct):
-    models: list[LMStudioV1Model] = msgspec.field(default_factory=list)
+    models: list[msgspec.Raw] = msgspec.field(default_factory=list)  # LMStudioV1Model each
 
 
 class ModelLoadRequest(msgspec.Struct):

@@ -6,7 +6,7 @@ Responses are decoded leniently: every field optional, unknown fields ignored, a
 fields whose type differs between backends typed as a union (``error`` is an object on most
 backends and a bare string on some LM Studio versions).
 
-May import: msgspec, stdlib.
+May import: msgspec, stdlib, ``ollama_shim.wire.backends``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+
+from .backends import LlamaCppMeta, LlamaCppStatus, NonEmpty
 
 JSONObject = dict[str, Any]
 
@@ -262,12 +264,12 @@ class EmbeddingsResponse(msgspec.Struct):
 class ModelEntry(msgspec.Struct):
     """An item of GET /v1/models, with the extras llama.cpp, vLLM and OpenRouter add."""
 
-    id: str
+    id: NonEmpty
     object: str | None = None
     created: int | None = None
     owned_by: str | None = None
-    meta: JSONObject | None = None  # llama.cpp: n_ctx_train, n_params, size, n_ctx, ...
-    status: JSONObject | None = None  # llama.cpp router: {"value": "loaded" | ...}
+    meta: LlamaCppMeta | None = None  # llama.cpp: n_ctx_train, n_params, size, n_ctx, ...
+    status: LlamaCppStatus | None = None  # llama.cpp router: {"value": "loaded" | ...}
     max_model_len: int | None = None  # vLLM
     context_length: int | None = None  # OpenRouter
     root: str | None = None  # vLLM

@@ -1,0 +1,213 @@
+"""Each configured backend as the running shim knows it (``LiveBackend``), and what each kind does.
+
+A ``LiveBackend`` holds one backend's settings (root, key), its kind, its last model catalog and
+whether its last catalog read succeeded. The kind of an ``auto`` backend is learned by probing
+once (llama.cpp answers ``/props``, LM Studio its REST ``/api/v1/models``, vLLM says
+``owned_by: vllm``); from then on everything the backend does follows from its kind:
+
+- its dialect (``dialect.DIALECTS``): how requests are spelled;
+- ``NATIVE[kind]``: how its catalog is read (a builder over its native metadata) and how a model
+  is loaded and unloaded on it. A kind missing from ``NATIVE`` is plain: its catalog is
+  ``/v1/models`` as listed, and it cannot be asked to load or unload anything.
+
+May import: stdlib, msgspec, ``ollama_shim.upstream``, ``ollama_shim.settings``, ``ollama_shim.dialect``,
+``ollama_shim.errors``, ``ollama_shim.wire``, ``ollama_shim.translate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+
+from .dialect import DIALECTS, Dialect, Kind, detect_kind, kind_named
+from .errors import UpstreamError
+from .settings import Backend
+from .translate import catalog
+from .translate.catalog import ModelRecord
+from .upstream import Upstream
+from .wire.backends import (
+    LlamaCppProps,
+    LMStudioUnloadRequest,
+    LMStudioV0Model,
+    LMStudioV0ModelList,
+    LMStudioV1Model,
+    LMStudioV1ModelList,
+    ModelListEntries,
+    ModelLoadRequest,
+)
+from .wire.openai import ModelEntry
+
+log = logging.getLogger("ollama_shim.backends")
+
+PROBE_TIMEOUT = 5.0
+
+T = TypeVar("T")
+CatalogReader = Callable[["LiveBackend", list[ModelEntry], int], Awaitable[tuple[ModelRecord, ...]]]
+
+
+@dataclass(frozen=True)
+class LoadCalls:
+    """How a backend kind is asked to load and unload a model: paths, and bodies from the model id."""
+
+    load_path: str
+    unload_path: str
+    load_body: Callable[[str], bytes]
+    unload_body: Callable[[str], bytes]
+    # The backend answers at once and loads in the background: poll its /v1/models status until done.
+    polls_status: bool = False
+    # The routes exist only in one mode (llama.cpp's router): a 404/405/501 that does not speak of
+    # the model means this server cannot be asked.
+    routes_optional: bool = False
+
+
+@dataclass(frozen=True)
+class KindBehaviour:
+    """What a backend of one kind does beyond its dialect: how its catalog is read, how it loads."""
+
+    read_catalog: CatalogReader
+    loads: LoadCalls | None = None  # None: the backend cannot be asked to load or unload
+
+
+class LiveBackend:
+    """One configured backend: settings, kind (learned once for ``auto``), last catalog."""
+
+    def __init__(self, settings: Backend, upstream: Upstream) -> None:
+        self.settings = settings
+        self._upstream = upstream
+        self.kind: Kind | None = kind_named(settings.kind)  # None until an ``auto`` backend is probed
+        self.records: tuple[ModelRecord, ...] = ()  # its models as last read; kept while it is down
+        self.ever_answered = False
+        self.failure: UpstreamError | None = None  # why its last catalog read failed, if it did
+
+    def __repr__(self) -> str:
+        return f"LiveBackend({self.settings!r}, kind={self.kind!r})"
+
+    @property
+    def answering(self) -> bool:
+        """Whether its last catalog read succeeded."""
+        return self.ever_answered and self.failure is None
+
+    @property
+    def dialect(self) -> Dialect:
+        return DIALECTS[self.kind or "generic"]
+
+    @property
+    def behaviour(self) -> KindBehaviour:
+        return NATIVE.get(self.kind or "generic", PLAIN)
+
+    @property
+    def loads(self) -> LoadCalls | None:
+        return self.behaviour.loads
+
+    async def refresh(self, modified_ns: int) -> None:
+        """Read the catalog again; on failure keep the last one and remember why in ``failure``."""
+        try:
+            self.records = await self.read_catalog(modified_ns)
+        except UpstreamError as exc:
+            self.failure = exc
+            return
+        self.failure = None
+        self.ever_answered = True
+
+    async def read_catalog(self, modified_ns: int) -> tuple[ModelRecord, ...]:
+        """Its models now (``modified_ns`` where it says nothing better); ``UpstreamError`` if it cannot say."""
+        listing = await self._upstream.get_json(self.settings, "/v1/models", ModelListEntries)
+        entries = catalog.decode_each(listing.data, ModelEntry, lambda name: ModelEntry(id=name))
+        if self.kind is None:
+            self.kind = await self._probe(entries)
+        return await self.behaviour.read_catalog(self, entries, modified_ns)
+
+    async def _probe(self, entries: list[ModelEntry]) -> Kind:
+        props, lms = await asyncio.gather(self.props(), self.lmstudio_v1())
+        kind = detect_kind(
+            self.settings.root,
+            has_props=props is not None,
+            has_lmstudio_rest=lms is not None,
+            owned_by={e.owned_by or "" for e in entries},
+        )
+        log.info("backend %s is %s", self.settings.root, kind)
+        return kind
+
+    async def optional(self, path: str, type_: type[T]) -> T | None:
+        """A probe or extra: ``path`` decoded as ``type_``, or None if the backend has no such thing."""
+        try:
+            return await self._upstream.get_json(self.settings, path, type_, limit=PROBE_TIMEOUT)
+        except UpstreamError:
+            return None
+
+    async def props(self, model: str | None = None) -> LlamaCppProps | None:
+        """llama.cpp's ``/props`` (of one model of a router, without loading it)."""
+        query = "" if model is None else f"?model={urllib.parse.quote(model, safe='')}&autoload=false"
+        props = await self.optional("/props" + query, LlamaCppProps)
+        if props is None or (props.default_generation_settings is None and props.build_info is None):
+            return None  # absent, or a 200 from a server that answers every path (LM Studio does)
+        return props
+
+    async def lmstudio_v1(self) -> LMStudioV1ModelList | None:
+        found = await self.optional("/api/v1/models", LMStudioV1ModelList)
+        return found if found is not None and found.models else None
+
+
+# ---------------------------------------------------------------------------
+# Catalog readers, one per kind with native metadata, and the plain one
+# ---------------------------------------------------------------------------
+
+
+async def read_plain(backend: LiveBackend, entries: list[ModelEntry], modified_ns: int) -> tuple[ModelRecord, ...]:
+    """``/v1/models`` as listed (vLLM ``max_model_len``, OpenRouter ``context_length``)."""
+    loaded = backend.dialect.lists_loaded_models
+    return tuple(catalog.record_from_openai_entry(e, modified_ns, loaded=loaded) for e in entries)
+
+
+async def read_llamacpp(backend: LiveBackend, entries: list[ModelEntry], modified_ns: int) -> tuple[ModelRecord, ...]:
+    """``/v1/models`` ``meta`` and ``/props``: the server's own, or on a router each loaded model's."""
+    router = any(e.status is not None for e in entries)
+    shared = None if router else await backend.props()
+
+    async def props_of(entry: ModelEntry) -> LlamaCppProps | None:
+        if not router:
+            return shared
+        loaded = entry.status is not None and entry.status.value == "loaded"
+        return await backend.props(entry.id) if loaded else None  # asking would load it
+
+    props = await asyncio.gather(*map(props_of, entries))
+    return tuple(catalog.record_from_llamacpp(e, p, modified_ns) for e, p in zip(entries, props, strict=True))
+
+
+async def read_lmstudio(backend: LiveBackend, entries: list[ModelEntry], modified_ns: int) -> tuple[ModelRecord, ...]:
+    """LM Studio's REST list (v1, else v0): what is downloaded, loaded, and with what context."""
+    v1 = await backend.lmstudio_v1()
+    if v1 is not None:
+        models_v1 = catalog.decode_each(v1.models, LMStudioV1Model, lambda key: LMStudioV1Model(key=key))
+        return tuple(catalog.record_from_lmstudio_v1(m, modified_ns) for m in models_v1)
+    v0 = await backend.optional("/api/v0/models", LMStudioV0ModelList)
+    if v0 is not None:
+        models_v0 = catalog.decode_each(v0.data, LMStudioV0Model, lambda id_: LMStudioV0Model(id=id_))
+        return tuple(catalog.record_from_lmstudio_v0(m, modified_ns) for m in models_v0)
+    return await read_plain(backend, entries, modified_ns)
+
+
+def _model_body(model: str) -> bytes:
+    return msgspec.json.encode(ModelLoadRequest(model=model))
+
+
+def _instance_body(model: str) -> bytes:
+    return msgspec.json.encode(LMStudioUnloadRequest(instance_id=model))
+
+
+PLAIN = KindBehaviour(read_plain)
+NATIVE: dict[Kind, KindBehaviour] = {
+    "llamacpp": KindBehaviour(
+        read_llamacpp,
+        LoadCalls("/models/load", "/models/unload", _model_body, _model_body, polls_status=True, routes_optional=True),
+    ),
+    "lmstudio": KindBehaviour(
+        read_lmstudio, LoadCalls("/api/v1/models/load", "/api/v1/models/unload", _model_body, _instance_body)
+    ),
+}
