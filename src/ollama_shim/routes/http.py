@@ -1,21 +1,27 @@
 """Request and response plumbing shared by the route handlers.
 
 ``read_body`` parses a JSON body of any Content-Type into a wire struct (Ollama parses bodies
-whatever their Content-Type), turning every decoding problem into ``BadRequest``.
+whatever their Content-Type), turning every decoding problem into ``BadRequest``: nesting
+deeper than ``MAX_JSON_DEPTH`` is refused before decoding, and a number beyond float range is
+refused in Go's words.
 ``json_response`` encodes a struct with Ollama's Content-Type. ``NdjsonStream`` writes one
 JSON object per line and, once the 200 went out, renders a failure as a last ``{"error"}`` line.
 
-May import: aiohttp.web, msgspec, stdlib, ``ollama_shim.errors``, ``ollama_shim.wire``.
+May import: aiohttp.web, msgspec, stdlib, ``ollama_shim.errors``, ``ollama_shim.wire``,
+``ollama_shim.translate.json_depth``.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from ..errors import BadRequest, PayloadTooLarge
+from ..translate.json_depth import MAX_JSON_DEPTH, exceeds_depth
 from ..wire.ollama import ErrorResponse
 
 T = TypeVar("T")
@@ -37,12 +43,35 @@ async def read_body(request: web.Request, type_: type[T]) -> T:
         raise PayloadTooLarge(f"request body is larger than the limit of {request.client_max_size} bytes") from None
     if not body.strip():
         raise BadRequest("missing request body")
+    if exceeds_depth(body):
+        raise BadRequest(f"invalid JSON in request body: exceeded max depth of {MAX_JSON_DEPTH}")
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
+        number = _number_out_of_range(body) if "out of range" in str(exc) else None
+        if number is not None:
+            raise BadRequest(f"json: cannot unmarshal number {number} into Go value of type float64") from None
         raise BadRequest(f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"invalid JSON in request body: {exc}") from None
+    except RecursionError:  # not expected below MAX_JSON_DEPTH; never a 500 all the same
+        raise BadRequest("invalid JSON in request body: nested too deeply") from None
+
+
+# A JSON string (skipped) or a number literal.
+_STRING_OR_NUMBER = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)', re.DOTALL)
+_SHOWN_DIGITS = 40
+
+
+def _number_out_of_range(body: bytes) -> str | None:
+    """The first number literal in ``body`` beyond float64 range, shortened, or None.
+    Runs only after the decoder refused the body, so its cost never falls on good requests."""
+    for match in _STRING_OR_NUMBER.finditer(body):
+        literal = match.group(1)
+        if literal is not None and math.isinf(float(literal)):
+            text = literal.decode()
+            return text if len(text) <= _SHOWN_DIGITS else text[:_SHOWN_DIGITS] + "…"
+    return None
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:
