@@ -30,7 +30,7 @@ from ..translate.request import (
 from ..translate.stream import StreamContext
 from ..wire import ollama as ow
 from . import relay
-from .http import encode, json_response, read_body
+from .http import encode, json_response, off_loop, read_body
 from .state import AppState, state_of
 
 
@@ -81,11 +81,12 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return json_response(done)
     streaming = req.stream is not False
     upstream_streams = streaming or resolved.dialect.stream_upstream
-    plan = chat_request_to_openai(req, resolved.record.upstream_id, resolved.dialect, stream=upstream_streams)
+    plan = await off_loop(request, lambda: chat_request_to_openai(
+        req, resolved.record.upstream_id, resolved.dialect, stream=upstream_streams))
     state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     ctx = StreamContext(model=req.model, endpoint="chat", started_ns=started, hide_thinking=req.think is False,
                         want_tool_calls=bool(req.tools))
-    target = ("/v1/chat/completions", encode(plan.request))
+    target = ("/v1/chat/completions", await off_loop(request, lambda: encode(plan.request)))
     return await _run(request, state, resolved, target, ctx, streaming=streaming, keep_alive=req.keep_alive)
 
 
@@ -111,7 +112,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     path = "/v1/chat/completions" if isinstance(plan, ChatRequestPlan) else "/v1/completions"
     ctx = StreamContext(model=req.model, endpoint="generate", started_ns=started, hide_thinking=req.think is False,
                         want_tool_calls=False)
-    target = (path, encode(plan.request))
+    target = (path, await off_loop(request, lambda: encode(plan.request)))
     return await _run(request, state, resolved, target, ctx, streaming=streaming, keep_alive=req.keep_alive)
 
 

@@ -3,7 +3,9 @@
 ``read_body`` parses a JSON body of any Content-Type into a wire struct (Ollama parses bodies
 whatever their Content-Type), turning every decoding problem into ``BadRequest``: nesting
 deeper than ``MAX_JSON_DEPTH`` is refused before decoding, and a number beyond float range is
-refused in Go's words.
+refused in Go's words. A large body is decoded in a worker thread, and ``off_loop`` runs a
+route's own per-request work (translation, encoding) there too, so that a large request never
+holds the event loop, and every other client, for longer than a small one would.
 ``json_response`` encodes a struct with Ollama's Content-Type. ``NdjsonStream`` writes one
 JSON object per line and, once the 200 went out, renders a failure as a last ``{"error"}`` line.
 
@@ -13,8 +15,10 @@ May import: aiohttp.web, msgspec, stdlib, ``ollama_shim.errors``, ``ollama_shim.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -35,12 +39,31 @@ def encode(obj: Any) -> bytes:
     return _encode(obj)
 
 
+# Bodies up to this size are handled on the event loop (a few milliseconds at most); larger
+# ones in a worker thread, where the interpreter hands the loop its turn every few milliseconds.
+OFF_LOOP_BYTES = 64 * 1024
+
+
 async def read_body(request: web.Request, type_: type[T]) -> T:
     """The request body decoded as ``type_``; BadRequest/PayloadTooLarge in Ollama's words."""
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"request body is larger than the limit of {request.client_max_size} bytes") from None
+    if len(body) > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(_decode, body, type_)
+    return _decode(body, type_)
+
+
+async def off_loop(request: web.Request, work: Callable[[], T]) -> T:
+    """``work()``, in a worker thread when the request's body is large (see ``OFF_LOOP_BYTES``).
+    Call it after ``read_body``: the body is then at hand and its size known."""
+    if len(await request.read()) > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(work)
+    return work()
+
+
+def _decode(body: bytes, type_: type[T]) -> T:
     if not body.strip():
         raise BadRequest("missing request body")
     if exceeds_depth(body):

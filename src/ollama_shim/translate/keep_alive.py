@@ -42,7 +42,7 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _UNIT = "|".join(sorted(_NANOSECONDS_PER_UNIT, key=len, reverse=True))
 _DURATION_PART = re.compile(rf"(\d*)(?:\.(\d*))?({_UNIT})")
 _GO_DURATION = re.compile(rf"([+-]?)((?:{_NUMBER}(?:{_UNIT}))+)")
-_BARE_SECONDS = re.compile(rf"([+-]?)(\d*)(?:\.(\d*))?")
+_BARE_SECONDS = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?")
 
 
 def parse_keep_alive(value: KeepAlive) -> float | None:

@@ -136,7 +136,9 @@ def _function_call(function: ollama.ToolCallFunction) -> oai.FunctionCall:
     if isinstance(arguments, str):
         text = arguments.encode()
         if exceeds_depth(text):
-            raise BadRequest(f'invalid tool call arguments for "{function.name}": exceeded max depth of {MAX_JSON_DEPTH}')
+            raise BadRequest(
+                f'invalid tool call arguments for "{function.name}": exceeded max depth of {MAX_JSON_DEPTH}'
+            )
         try:
             msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
