@@ -19,7 +19,9 @@ def ignored_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "ollama_shim" and "option" in r.getMessage()]
 
 
-async def test_unknown_option_names_are_logged_bounded(upstream: FaultUpstream, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unknown_option_names_are_logged_bounded(
+    upstream: FaultUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
     hostile = {f"opt{i}\n2026-01-01 INFO forged line {'x' * 10_000}": 1 for i in range(1_000)}
     later = {f"late{i}": 1 for i in range(10)}
     with caplog.at_level(logging.INFO, logger="ollama_shim"):

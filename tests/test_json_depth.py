@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ollama_shim.translate.json_depth import MAX_JSON_DEPTH, exceeds_depth
@@ -52,6 +52,7 @@ json_values = st.recursive(
 )
 
 
+@settings(database=None)
 @given(json_values, st.integers(min_value=0, max_value=12), st.booleans())
 def test_agrees_with_the_decoded_depth(value: Any, limit: int, ascii_only: bool) -> None:
     text = json.dumps(value, ensure_ascii=ascii_only).encode()

@@ -230,7 +230,8 @@ BIG_SHOWN = "1" + "0" * 39 + "…"
         ("temperature", 10**309, "1" + "0" * 39 + "…"),
         ("top_k", -(10**308) * 2, "-" + "2" + "0" * 38 + "…"),
     ],
-    ids=["float-key", "integer-key", "negative", "runner-key", "boolean-key", "power-of-two", "just-past", "negative-past"],
+    ids=["float-key", "integer-key", "negative", "runner-key", "boolean-key", "power-of-two", "just-past",
+         "negative-past"],
 )
 @pytest.mark.parametrize("kind", ["llamacpp", "openai"])
 def test_numbers_beyond_float_range_fail_in_go_words(key: str, value: int, shown: str, kind: str) -> None:

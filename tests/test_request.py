@@ -528,7 +528,8 @@ def test_keep_alive_beyond_a_go_duration_is_refused(value: str) -> None:
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [("9223372036s", 9223372036.0), ("2562047h", 9223369200.0), ("-9223372036.854775808s", math.inf),
-     ("0" * 500 + "5m", 300.0), ("1." + "9" * 1000 + "s", 1.999999999), ("-0", 0.0), (9.2e9, 9.2e9), (-1e300, math.inf)],
+     ("0" * 500 + "5m", 300.0), ("1." + "9" * 1000 + "s", 1.999999999), ("-0", 0.0), (9.2e9, 9.2e9),
+     (-1e300, math.inf)],
     ids=["int64-seconds", "int64-hours", "int64-min", "leading-zeros", "long-fraction", "minus-zero", "big-number",
          "huge-negative-number"],
 )
