@@ -27,6 +27,19 @@ def chat(**fields: object) -> bytes:
     return json.dumps({"model": MODEL, "messages": HI, **fields}).encode()
 
 
+def _nested(opening: bytes, depth: int = 30_000) -> bytes:
+    """A chat body (no messages) whose field opened by ``opening`` holds arrays nested ``depth``
+    deep; the brackets ``opening`` leaves open are closed after them."""
+    still_open: list[int] = []
+    for byte in opening:
+        if byte in b"[{":
+            still_open.append(byte + 2)  # the closing "]" or "}"
+        elif byte in b"]}":
+            still_open.pop()
+    closing = bytes(reversed(still_open))
+    return b'{"model":"%s",%s%s%s%s}' % (MODEL.encode(), opening, b"[" * depth, b"]" * depth, closing)
+
+
 CASES = [
     # id, method, path, body, status, error (exact, or a prefix when it ends with "…")
     ("invalid-json", "POST", "/api/chat", b"{not json", 400, "invalid JSON in request body: …"),
@@ -65,6 +78,36 @@ CASES = [
      f"request body is larger than the limit of {LIMIT} bytes"),
     ("body-over-limit-passthrough", "POST", "/v1/chat/completions", b"x" * (LIMIT + 1), 413,
      f"request body is larger than the limit of {LIMIT} bytes"),
+    # nesting beyond MAX_JSON_DEPTH, wherever it is (the decoder would run out of stack first)
+    *((f"deep-{where}", "POST", path, body, 400, "invalid JSON in request body: exceeded max depth of 256")
+      for where, path, body in [
+          ("options", "/api/chat", _nested(b'"options":{"a":')),
+          ("format", "/api/chat", _nested(b'"format":{"a":')),
+          ("tool-parameters", "/api/chat", _nested(b'"tools":[{"function":{"name":"f","parameters":')),
+          ("tool-call-arguments", "/api/chat",
+           _nested(b'"messages":[{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":{"a":')),
+          ("unknown-field", "/api/chat", _nested(b'"extra":')),
+          ("whole-body", "/api/chat", b"[" * 30_000 + b"]" * 30_000),
+          ("embed-input", "/api/embed", _nested(b'"input":')),
+          ("generate-options", "/api/generate", _nested(b'"prompt":"hi","options":{"a":')),
+          ("257-levels", "/api/chat", _nested(b'"options":{"a":', 255)),
+      ]),
+    ("deep-tool-call-argument-string", "POST", "/api/chat",
+     chat(messages=[{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "[" * 30_000}}]}]),
+     400, 'invalid tool call arguments for "f": exceeded max depth of 256'),
+    # numbers beyond float64, in Go's words (Ollama decodes options as float64)
+    ("option-1e400", "POST", "/api/chat", chat(options={"temperature": 1}).replace(b"1}", b"1e400}"), 400,
+     "json: cannot unmarshal number 1e400 into Go value of type float64"),
+    ("option-400-digits", "POST", "/api/chat", chat(options={"top_k": 10**400}), 400,
+     f"json: cannot unmarshal number {'1' + '0' * 39}… into Go value of type float64"),
+    ("keep-alive-400-digits", "POST", "/api/chat", chat(keep_alive="1" * 400), 400,
+     f'time: invalid duration "{"1" * 100}…"'),
+    ("keep-alive-duration-overflow", "POST", "/api/chat", chat(keep_alive="9999999999999h"), 400,
+     'time: invalid duration "9999999999999h"'),
+    ("keep-alive-number-overflow", "POST", "/api/chat", chat(keep_alive=1e300), 400,
+     'time: invalid duration "1e300"'),
+    ("keep-alive-1e400", "POST", "/api/chat", chat(keep_alive=1).replace(b'"keep_alive": 1', b'"keep_alive": 1e400'),
+     400, "json: cannot unmarshal number 1e400 into Go value of type float64"),
     ("unknown-path", "GET", "/api/nope", None, 404, "404 page not found"),
     ("unknown-path-post", "POST", "/no/such/thing", b"{}", 404, "404 page not found"),
     ("wrong-method-chat", "GET", "/api/chat", None, 405, "405 method not allowed"),
@@ -94,3 +137,13 @@ async def test_bad_input(method: str, path: str, body: bytes | None, status: int
         async with session.post(url + "/api/chat", data=chat(stream=False)) as ok:  # still serving
             assert ok.status == 200 and (await ok.json())["done"] is True
         assert len(upstream.calls) == 1
+
+
+async def test_nesting_at_the_limit_is_accepted(upstream: FaultUpstream) -> None:
+    body = _nested(b'"stream":false,"messages":[{"role":"user","content":"hi"}],"options":{"a":', 254)  # 256 levels
+    async with (
+        shim_in_loop("--backend", upstream.url, "--backend-kind", "generic") as url,
+        aiohttp.ClientSession() as session,
+        session.post(url + "/api/chat", data=body) as resp,
+    ):
+        assert resp.status == 200, await resp.text()

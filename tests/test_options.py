@@ -212,3 +212,38 @@ def test_wrong_types_fail_whatever_the_dialect(key: str, value: Any, message: st
         options_to_sampling({key: value}, DIALECTS[kind])
     assert caught.value.message == message
     assert caught.value.status == 400
+
+
+BIG = 10**400  # JSON allows it; decoded exactly, it is beyond float64 as Ollama decodes options
+BIG_SHOWN = "1" + "0" * 39 + "…"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("temperature", BIG, BIG_SHOWN),  # a float key
+        ("top_k", BIG, BIG_SHOWN),  # an integer key
+        ("seed", -BIG, "-" + "1" + "0" * 38 + "…"),
+        ("num_ctx", BIG, BIG_SHOWN),  # a runner key, never sent but still checked
+        ("use_mmap", BIG, BIG_SHOWN),  # a boolean key: decoding fails before the type check
+        ("repeat_penalty", 2**1030, str(2**1030)[:40] + "…"),
+        ("temperature", 10**309, "1" + "0" * 39 + "…"),
+        ("top_k", -(10**308) * 2, "-" + "2" + "0" * 38 + "…"),
+    ],
+    ids=["float-key", "integer-key", "negative", "runner-key", "boolean-key", "power-of-two", "just-past",
+         "negative-past"],
+)
+@pytest.mark.parametrize("kind", ["llamacpp", "openai"])
+def test_numbers_beyond_float_range_fail_in_go_words(key: str, value: int, shown: str, kind: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        options_to_sampling({key: value}, DIALECTS[kind])
+    assert caught.value.message == f"json: cannot unmarshal number {shown} into Go value of type float64"
+
+
+@pytest.mark.parametrize("value", [10**308, -(10**308), 2**63, 1.7976931348623157e308],
+                         ids=["1e308", "-1e308", "2**63", "float-max"])
+def test_numbers_just_inside_float_range_are_checked_as_usual(value: float) -> None:
+    with pytest.raises(BadRequest) as caught:  # an integer key: out of int64 range, a type error as in Ollama
+        options_to_sampling({"top_k": value}, DIALECTS["llamacpp"])
+    assert caught.value.message == 'option "top_k" must be of type integer'
+    assert options_to_sampling({"temperature": value}, DIALECTS["llamacpp"]).sampling.temperature == float(value)

@@ -368,6 +368,25 @@ def test_tool_call_arguments_are_sent_as_json_text(arguments: Any, sent: str) ->
     ]
 
 
+@pytest.mark.parametrize(
+    ("arguments", "refused"),
+    [
+        ("[" * 100_000 + "]" * 100_000, True),
+        ('{"a":' + "[" * 256 + "]" * 256 + "}", True),  # one level past the limit
+        ('{"a":' + "[" * 255 + "]" * 255 + "}", False),  # at the limit
+        ('{"a":"' + "[" * 100_000 + '"}', False),  # brackets inside a string do not nest
+        ('{"a":"\\\"' + "{" * 1000 + '"}', False),  # nor after escaped backslashes and quotes
+    ],
+    ids=["100000-deep", "257-deep", "256-deep", "in-a-string", "after-escapes"],
+)
+def test_deeply_nested_string_arguments_are_refused(arguments: str, refused: bool) -> None:
+    body = {"messages": [USER_HI[0], assistant(call("f", arguments))]}
+    if refused:
+        assert bad_request(chat_plan, body) == 'invalid tool call arguments for "f": exceeded max depth of 256'
+    else:
+        assert chat_json(body)["messages"][1]["tool_calls"][0]["function"]["arguments"] == arguments
+
+
 def test_unparseable_string_arguments_are_rejected() -> None:
     message = bad_request(chat_plan, {"messages": [assistant(call("f", "{not json"))]})
     assert message == 'invalid tool call arguments for "f"'
@@ -526,6 +545,45 @@ def test_parse_keep_alive(value: Any, seconds: float | None) -> None:
 @pytest.mark.parametrize("value", ["abc", "5x", "m", "", "5 m", " 5m", "1h-30m", "5m3", "--1", "1e3s"])
 def test_bad_keep_alive_strings(value: str) -> None:
     assert bad_request(parse_keep_alive, value) == f'time: invalid duration "{value}"'
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1" + "0" * 400,  # bare seconds, hundreds of digits
+        "1" + "0" * 400 + "s",
+        "-" + "9" * 300 + "h",  # negative overflows too, as in Go
+        "9223372037s",  # just past an int64 of nanoseconds
+        "2562048h",
+        "2562047h3600s",  # each part fits, the sum does not
+        "9223372036.854775808s",
+        "-9223372036.854775809s",
+    ],
+    ids=["bare-400-digits", "seconds-400-digits", "negative-hours", "int64-seconds", "int64-hours", "sum",
+         "one-ns-past", "negative-one-ns-past"],
+)
+def test_keep_alive_beyond_a_go_duration_is_refused(value: str) -> None:
+    shown = value if len(value) <= 100 else value[:100] + "…"
+    assert bad_request(parse_keep_alive, value) == f'time: invalid duration "{shown}"'
+    assert bad_request(chat_plan, {"messages": USER_HI, "keep_alive": value}, "lmstudio")
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("9223372036s", 9223372036.0), ("2562047h", 9223369200.0), ("-9223372036.854775808s", math.inf),
+     ("0" * 500 + "5m", 300.0), ("1." + "9" * 1000 + "s", 1.999999999), ("-0", 0.0), (9.2e9, 9.2e9),
+     (-1e300, math.inf)],
+    ids=["int64-seconds", "int64-hours", "int64-min", "leading-zeros", "long-fraction", "minus-zero", "big-number",
+         "huge-negative-number"],
+)
+def test_keep_alive_at_the_edge_of_a_go_duration(value: Any, seconds: float) -> None:
+    assert parse_keep_alive(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", [1e300, 9.3e9, float("inf"), float("nan")], ids=["1e300", "9.3e9", "inf", "nan"])
+def test_keep_alive_numbers_beyond_a_go_duration_are_refused(value: float) -> None:
+    assert bad_request(parse_keep_alive, value).startswith("time: invalid duration ")
+    assert bad_request(wants_unload, value).startswith("time: invalid duration ")
 
 
 @pytest.mark.parametrize("value", [True, [5], {"s": 1}])

@@ -282,3 +282,43 @@ async def test_rebound_host_is_refused_on_loopback(upstream: FaultUpstream) -> N
 def test_host_rule_is_off_when_listening_beyond_loopback() -> None:
     assert Guard(load_settings(["--listen", "0.0.0.0:11434"], {})).check_host is False
     assert Guard(load_settings(["--listen", "127.0.0.1:11434"], {})).check_host is True
+
+
+async def _raw_status(url: str, authorization: bytes) -> tuple[int, bytes]:
+    """One request written byte for byte, so the header can carry what no client library sends."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"GET /api/tags HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nConnection: close\r\n\r\n"
+                     % (host.encode(), authorization))
+        await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize(
+    ("key", "authorization", "status"),
+    [
+        (KEY, b"Bearer \xff\xfe", 401),  # not UTF-8
+        (KEY, b"Bearer " + KEY.encode() + b"\xff", 401),
+        (KEY, b"Bearer \xc3\xa9t\xc3\xa9", 401),  # UTF-8, not ASCII
+        (KEY, b"\xff\xfe " + KEY.encode(), 401),
+        ("cl\u00e9-secr\u00e8te", "Bearer cl\u00e9-secr\u00e8te".encode(), 200),  # a non-ASCII key still works
+        ("cl\u00e9-secr\u00e8te", b"Bearer cl\xe9-secr\xe8te", 401),  # the same text in Latin-1 is not the key
+        (KEY, b"Bearer " + KEY.encode(), 200),
+    ],
+    ids=["not-utf8", "key-then-stray-byte", "utf8-non-ascii", "stray-bytes-in-scheme", "non-ascii-key",
+         "non-ascii-key-in-latin1", "the-key"],
+)
+async def test_authorization_bytes_never_break_the_check(
+    upstream: FaultUpstream, key: str, authorization: bytes, status: int
+) -> None:
+    async with shim_in_loop(*backend_args(upstream), "--api-key", key) as url:
+        got, body = await _raw_status(url, authorization)
+    assert got == status, body
+    if status == 401:
+        assert body.startswith(b'{"error":"unauthorized')

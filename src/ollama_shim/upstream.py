@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -46,6 +47,7 @@ T = TypeVar("T")
 
 _IDENTITY = {"Accept-Encoding": "identity"}
 _JSON = {"Content-Type": "application/json", **_IDENTITY}
+_LARGE_BODY = 1024 * 1024  # aiohttp warns above this size for a raw bytes body
 _ERROR_DECODER = msgspec.json.Decoder(ErrorBody)
 REDACTED = "***"
 _ERROR_BYTES = 1024 * 1024  # an error body is read this far for its message; the rest is ignored
@@ -119,6 +121,14 @@ def _cause(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return "the connection closed before the end"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _payload(body: T) -> T | io.BytesIO:
+    """A body over 1 MiB (images, long histories) as a stream aiohttp writes in pieces; smaller
+    ones as they are (aiohttp warns about large raw bodies, and a file-like one costs more)."""
+    if isinstance(body, bytes | bytearray) and len(body) > _LARGE_BODY:
+        return io.BytesIO(body)
+    return body
 
 
 class Upstream:
@@ -310,7 +320,7 @@ class Upstream:
         try:
             async with asyncio.timeout_at(deadline) as limit:
                 async with self.session.request(
-                    method, backend.root + path, data=body, headers=headers, allow_redirects=False
+                    method, backend.root + path, data=_payload(body), headers=headers, allow_redirects=False
                 ) as resp:
                     await self._check_answer(backend, resp)
                     data = await self._read_capped(backend, resp, cap)
@@ -337,7 +347,7 @@ class Upstream:
         deadline = self._deadline()
         async with self._before(backend, deadline):
             resp = await self.session.post(
-                backend.root + path, data=body, headers=self._headers(backend, _JSON), allow_redirects=False
+                backend.root + path, data=_payload(body), headers=self._headers(backend, _JSON), allow_redirects=False
             )
         chunks: AsyncGenerator[bytes, None] | None = None
         try:
@@ -424,7 +434,7 @@ class Upstream:
         asked = any(name.lower() == "accept-encoding" for name in headers)
         async with self._before(backend, self._deadline()):
             resp = await self.session.request(
-                method, url, data=body, headers=self._headers(backend, headers), allow_redirects=False,
+                method, url, data=_payload(body), headers=self._headers(backend, headers), allow_redirects=False,
                 skip_auto_headers=None if asked else ("Accept-Encoding",),
             )
         try:

@@ -34,7 +34,7 @@ from ..translate.request import (
 from ..translate.stream import OllamaChunk, StreamContext
 from ..wire import ollama as ow
 from . import relay
-from .http import encode, json_response, read_body
+from .http import encode, json_response, off_loop, read_body
 from .state import AppState, state_of
 
 GenerationRequest = ow.ChatRequest | ow.GenerateRequest
@@ -62,7 +62,8 @@ async def _answer(request: web.Request, req: GenerationRequest, started_ns: int)
     _check_can_answer(resolved, req)
     if is_load_request(req):
         return json_response(_load_answer(req, await _load_only(state, resolved, req.keep_alive)))
-    plan = _plan(req, resolved, Delivery.choose(req.stream, resolved.dialect))
+    # A long history costs milliseconds to translate and encode: large bodies do it off the event loop.
+    plan = await off_loop(request, lambda: _plan(req, resolved, Delivery.choose(req.stream, resolved.dialect)))
     state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     is_chat = isinstance(req, ow.ChatRequest)
     ctx = StreamContext(
@@ -72,7 +73,8 @@ async def _answer(request: web.Request, req: GenerationRequest, started_ns: int)
         hide_thinking=req.think is False,
         want_tool_calls=isinstance(req, ow.ChatRequest) and bool(req.tools),
     )
-    response = await relay.deliver(plan.delivery, request, state, resolved, plan.path, encode(plan.request), ctx)
+    body = await off_loop(request, lambda: encode(plan.request))
+    response = await relay.deliver(plan.delivery, request, state, resolved, plan.path, body, ctx)
     if wants_unload(req.keep_alive):
         with contextlib.suppress(ShimError):
             await state.loader.unload(resolved)

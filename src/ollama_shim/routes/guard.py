@@ -105,8 +105,12 @@ def host_allowed(host_header: str, machine_name: str) -> bool:
 
 
 def _bearer_ok(request: web.Request, key: str) -> bool:
+    """Compared as bytes: the header arrives as text whose stray non-UTF-8 bytes are held as
+    surrogates, which ``hmac.compare_digest`` on text (ASCII only) would raise on, and so would
+    a plain ``encode()``; ``surrogatepass`` encodes any text, both sides alike."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+    sent = token.strip().encode("utf-8", "surrogatepass")
+    return scheme.lower() == "bearer" and hmac.compare_digest(sent, key.encode("utf-8", "surrogatepass"))
 
 
 class Guard:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 from ollama_shim.errors import BadRequest, UpstreamProtocol
 from ollama_shim.wire import ollama
@@ -24,7 +23,7 @@ __all__ = [
 ]
 
 
-def embed_input_texts(value: Any) -> list[str]:
+def embed_input_texts(value: str | Sequence[object] | None) -> list[str]:
     """The texts of an ``/api/embed`` ``input``: a string or a list of strings.
 
     An empty result (missing input, ``""`` or ``[]``) means "load the model only"; the caller
@@ -34,8 +33,9 @@ def embed_input_texts(value: Any) -> list[str]:
         return []
     if isinstance(value, str):
         return [value] if value else []
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return list(value)
+    texts = [item for item in value if isinstance(item, str)] if isinstance(value, list) else None
+    if texts is not None and len(texts) == len(value):
+        return texts
     raise BadRequest("invalid input type")
 
 

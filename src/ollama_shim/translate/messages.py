@@ -11,13 +11,14 @@ other ``ollama_shim.translate`` modules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import deque
 
 import msgspec
 
 from ollama_shim.dialect import Dialect
 from ollama_shim.errors import BadRequest
 from ollama_shim.translate.images import image_data_url
+from ollama_shim.translate.json_depth import MAX_JSON_DEPTH, exceeds_depth
 from ollama_shim.wire import ollama
 from ollama_shim.wire import openai as oai
 
@@ -26,25 +27,36 @@ __all__ = ["content_to_openai", "messages_to_openai", "tools_to_openai"]
 _ROLES = ("system", "user", "assistant", "tool")
 
 
-@dataclass(frozen=True)
-class _PendingCall:
-    id: str
-    name: str
-
-
-@dataclass
 class _ToolCallLedger:
-    """Assistant tool calls seen so far that no tool message has answered yet, oldest first."""
+    """Assistant tool calls seen so far that no tool message has answered yet, oldest first.
 
-    pending: list[_PendingCall] = field(default_factory=list)
-    used_ids: set[str] = field(default_factory=set)
+    Every call gets a serial number; ``_pending`` holds the serials still unanswered, and the
+    queues by age, by name and by id hold serials that may since have been answered (skipped
+    when met, so that each serial is dropped at most once per queue). Each message therefore
+    costs O(1) amortised, whatever the history.
+    """
+
+    __slots__ = ("_by_age", "_by_id", "_by_name", "_ids", "_pending", "_used_ids")
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []  # call id by serial
+        self._pending: set[int] = set()
+        self._by_age: deque[int] = deque()
+        self._by_name: dict[str, deque[int]] = {}
+        self._by_id: dict[str, list[int]] = {}
+        self._used_ids: set[str] = set()
 
     def register(self, message_number: int, calls: list[ollama.ToolCall]) -> list[oai.OutToolCall]:
         out: list[oai.OutToolCall] = []
         for call_number, call in enumerate(calls):
             call_id = call.id or self._new_id(f"call_{message_number}_{call_number}")
-            self.used_ids.add(call_id)
-            self.pending.append(_PendingCall(call_id, call.function.name))
+            self._used_ids.add(call_id)
+            serial = len(self._ids)
+            self._ids.append(call_id)
+            self._pending.add(serial)
+            self._by_age.append(serial)
+            self._by_name.setdefault(call.function.name, deque()).append(serial)
+            self._by_id.setdefault(call_id, []).append(serial)
             out.append(oai.OutToolCall(id=call_id, function=_function_call(call.function)))
         return out
 
@@ -52,19 +64,27 @@ class _ToolCallLedger:
         """The id a tool result answers: its own ``tool_call_id``, else the oldest unanswered call
         with the same name, else the oldest unanswered call; None when nothing is waiting."""
         if tool_call_id:
-            self.pending = [call for call in self.pending if call.id != tool_call_id]
+            self._pending.difference_update(self._by_id.pop(tool_call_id, ()))
             return tool_call_id
-        match = next((call for call in self.pending if call.name == tool_name), None)
-        if match is None and self.pending:
-            match = self.pending[0]
-        if match is None:
+        serial = None
+        if tool_name is not None and tool_name in self._by_name:
+            serial = self._oldest_pending(self._by_name[tool_name])
+        if serial is None:
+            serial = self._oldest_pending(self._by_age)
+        if serial is None:
             return None
-        self.pending.remove(match)
-        return match.id
+        self._pending.discard(serial)
+        return self._ids[serial]
+
+    def _oldest_pending(self, queue: deque[int]) -> int | None:
+        """The first serial in ``queue`` still unanswered; answered ones ahead of it are dropped."""
+        while queue and queue[0] not in self._pending:
+            queue.popleft()
+        return queue[0] if queue else None
 
     def _new_id(self, candidate: str) -> str:
         unique, suffix = candidate, 1
-        while unique in self.used_ids:
+        while unique in self._used_ids:
             unique, suffix = f"{candidate}_{suffix}", suffix + 1
         return unique
 
@@ -114,8 +134,13 @@ def _function_call(function: ollama.ToolCallFunction) -> oai.FunctionCall:
     if arguments is None:
         return oai.FunctionCall(name=function.name, arguments="{}")
     if isinstance(arguments, str):
+        text = arguments.encode()
+        if exceeds_depth(text):
+            raise BadRequest(
+                f'invalid tool call arguments for "{function.name}": exceeded max depth of {MAX_JSON_DEPTH}'
+            )
         try:
-            msgspec.json.decode(arguments)
+            msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
             raise BadRequest(f'invalid tool call arguments for "{function.name}"') from exc
         return oai.FunctionCall(name=function.name, arguments=arguments)

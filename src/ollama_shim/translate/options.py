@@ -11,6 +11,7 @@ May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``, ``oll
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -25,6 +26,8 @@ from ollama_shim.wire.openai import SamplingParams
 __all__ = ["IgnoreReason", "IgnoredOption", "TranslatedOptions", "options_to_sampling"]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT_MAX = sys.float_info.max
+_SHOWN_DIGITS = 40
 
 
 class _Kind(Enum):
@@ -148,6 +151,7 @@ def _checked(key: str, raw: Any, kind: _Kind) -> Any:
     """The value converted to ``kind``, or ``BadRequest`` with Ollama's wording."""
     if kind is _Kind.STOP:
         return _checked_stop(key, raw)
+    _check_float_range(raw)
     value = _converted(raw, kind)
     if value is None:
         raise BadRequest(f"option {_quoted(key)} must be of type {kind.value}")
@@ -165,6 +169,18 @@ def _converted(raw: Any, kind: _Kind) -> bool | int | float | None:
     if math.isfinite(raw) and _INT64_MIN <= int(raw) <= _INT64_MAX:
         return int(raw)
     return None
+
+
+def _check_float_range(raw: Any) -> None:
+    """Ollama decodes every option number as a float64: an integer beyond its range (JSON allows
+    one; the decoder here keeps it exact) fails the request in Go's words, as there."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and not -_FLOAT_MAX <= raw <= _FLOAT_MAX:
+        try:
+            digits = str(raw)
+        except ValueError:  # longer than the interpreter converts (4,300 digits by default)
+            digits = "…"
+        shown = digits if len(digits) <= _SHOWN_DIGITS else digits[:_SHOWN_DIGITS] + "…"
+        raise BadRequest(f"json: cannot unmarshal number {shown} into Go value of type float64")
 
 
 def _checked_stop(key: str, raw: Any) -> list[str]:
