@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from aiohttp import web
@@ -29,6 +30,17 @@ class ServeError(Exception):
     """The server could not start; the message is one line for the user."""
 
 
+def cannot_listen(settings: Settings, exc: OSError) -> ServeError:
+    """The one message for a port that cannot be bound, from the server and the worker supervisor."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's own wording repeats the address
+    return ServeError(f"cannot listen on {settings.host}:{settings.port}: {reason}")
+
+
+def setup_logging(level: str) -> None:
+    """The one logging set-up of the process (a forked worker inherits it)."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 async def start(settings: Settings, *, reuse_port: bool = False) -> web.AppRunner:
     """Bind and start serving; return the runner (``await runner.cleanup()`` stops it)."""
     runner = web.AppRunner(
@@ -40,7 +52,7 @@ async def start(settings: Settings, *, reuse_port: bool = False) -> web.AppRunne
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise ServeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+        raise cannot_listen(settings, exc) from None
     backends = ", ".join(f"{b.root} ({b.kind})" for b in settings.backends)
     log.info("ollama-shim listening on http://%s:%d; backends: %s", settings.host, settings.port, backends)
     warning = exposure_warning(settings)
@@ -82,7 +94,5 @@ async def drain(runner: web.AppRunner, grace: float, hurry: asyncio.Event | None
 
 
 def run(settings: Settings, *, reuse_port: bool = False) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings.log_level)
     asyncio.run(serve(settings, reuse_port=reuse_port))

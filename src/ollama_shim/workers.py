@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 
-from .server import ServeError, run
+from .server import ServeError, cannot_listen, run, setup_logging
 from .settings import Settings
 
 log = logging.getLogger("ollama_shim")
@@ -35,7 +35,7 @@ def check_port_free(settings: Settings) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is fine
             sock.bind((settings.host, settings.port))
     except OSError as exc:
-        raise ServeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+        raise cannot_listen(settings, exc) from None
 
 
 def _worker(settings: Settings) -> int:
@@ -72,9 +72,7 @@ def _signal_all(pids: set[int], sig: int) -> None:
 
 def run_workers(settings: Settings) -> int:
     """Start the workers, supervise them, return the exit status for the command."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings.log_level)
     check_port_free(settings)
     sys.stdout.flush()
     sys.stderr.flush()

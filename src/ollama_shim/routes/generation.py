@@ -113,8 +113,3 @@ async def generate(request: web.Request) -> web.StreamResponse:
                         want_tool_calls=False)
     target = (path, encode(plan.request))
     return await _run(request, state, resolved, target, ctx, streaming=streaming, keep_alive=req.keep_alive)
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/chat", chat)
-    app.router.add_post("/api/generate", generate)
