@@ -77,12 +77,14 @@ def _listening_workers(parent: int, port: int) -> list[int]:
 
 
 async def _until(check: Callable[[], bool], what: str, deadline: float = 15) -> None:
-    async with asyncio.timeout(deadline):  # a poll: /proc sends no events
-        while True:
-            if check():
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError(what)
+    try:
+        async with asyncio.timeout(deadline):  # a poll: /proc sends no events
+            while True:
+                if check():
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not within {deadline} s: {what}") from None
 
 
 @contextlib.asynccontextmanager
