@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ollama_shim.settings import (
+    DEFAULT_PASSTHROUGH,
+    OPTIONS,
     Backend,
+    Connections,
+    Settings,
     SettingsError,
+    build_parser,
     load_settings,
     normalize_backend_url,
     parse_ollama_host,
@@ -138,3 +144,102 @@ def test_bad_config_file(tmp_path: Path) -> None:
     unknown.write_text("colour = 1")
     with pytest.raises(SettingsError, match="unknown key 'colour'"):
         load_settings(["--config", str(unknown)], {})
+
+
+# Every option that lands in Settings: the same value through a flag, a variable and the file.
+WIRED = [
+    ("max_response_bytes", "1000", lambda s: s.limits.response_bytes, 1000),
+    ("max_sse_line_bytes", "2000", lambda s: s.limits.sse_line_bytes, 2000),
+    ("max_gathered_bytes", "3000", lambda s: s.limits.gathered_bytes, 3000),
+    ("max_catalog_bytes", "4000", lambda s: s.limits.catalog_bytes, 4000),
+    ("head_timeout", "2.5", lambda s: s.connections.head_timeout, 2.5),
+    ("body_timeout", "3", lambda s: s.connections.body_timeout, 3.0),
+    ("keepalive_timeout", "4", lambda s: s.connections.keepalive_timeout, 4.0),
+    ("max_connections", "50", lambda s: s.connections.max_connections, 50),
+    ("connect_timeout", "6", lambda s: s.timeouts.connect, 6.0),
+    ("catalog_ttl", "7", lambda s: s.catalog_ttl, 7.0),
+    ("workers", "3", lambda s: s.workers, 3),
+    ("api_key", "sk-1", lambda s: s.api_key, "sk-1"),
+]
+
+
+@pytest.mark.parametrize(("name", "raw", "read", "expected"), WIRED, ids=[w[0] for w in WIRED])
+@pytest.mark.parametrize("source", ["flag", "env", "file"])
+def test_every_option_reaches_settings(tmp_path: Path, source: str, name: str, raw: str,
+                                       read: Callable[[Settings], object], expected: object) -> None:
+    if source == "flag":
+        settings = load_settings(["--" + name.replace("_", "-"), raw], {})
+    elif source == "env":
+        settings = load_settings([], {"OLLAMA_SHIM_" + name.upper(): raw})
+    else:
+        cfg = tmp_path / "shim.toml"
+        cfg.write_text(f"{name} = {raw if raw[0].isdigit() else repr(raw)}\n")
+        settings = load_settings(["--config", str(cfg)], {})
+    assert read(settings) == expected
+    assert read(load_settings([], {})) != expected  # the default differs, so the value did travel
+
+
+def test_connection_defaults_are_seconds_not_hours() -> None:
+    connections = load_settings([], {}).connections
+    assert connections == Connections(head_timeout=10.0, body_timeout=60.0, keepalive_timeout=75.0,
+                                      max_connections=2048)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "toml", "expected"),
+    [
+        ([], {}, None, DEFAULT_PASSTHROUGH),
+        (["--passthrough", "/v1/files", "--passthrough", "/v1/models/*"], {}, None, ("/v1/files", "/v1/models/*")),
+        ([], {"OLLAMA_SHIM_PASSTHROUGH": "/v1/chat/completions, /v1/files/**"}, None,
+         ("/v1/chat/completions", "/v1/files/**")),
+        ([], {}, 'passthrough = ["/v1/embeddings"]', ("/v1/embeddings",)),
+        (["--passthrough", "*"], {}, None, ("/v1/**",)),
+        (["--passthrough", "/v1/**"], {}, None, ("/v1/**",)),
+        ([], {"OLLAMA_SHIM_PASSTHROUGH": "/v1/models,*"}, None, ("/v1/**",)),
+    ],
+    ids=["default", "flags", "env", "file", "star", "all", "star-in-env"],
+)
+def test_passthrough_allow_list(tmp_path: Path, argv: list[str], env: dict[str, str], toml: str | None,
+                                expected: tuple[str, ...]) -> None:
+    if toml is not None:
+        cfg = tmp_path / "shim.toml"
+        cfg.write_text(toml + "\n")
+        argv = [*argv, "--config", str(cfg)]
+    assert load_settings(argv, env).passthrough == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--passthrough", "/api/chat"], {}, "not a /v1/... route pattern"),
+        (["--passthrough", "/v1/../props"], {}, "not a /v1/... route pattern"),
+        (["--max-connections", "many"], {}, "not a number"),
+        (["--head-timeout", "-2"], {}, "must not be negative"),
+        (["--body-timeout", "nan"], {}, "not a finite number"),
+        (["--api-key", ""], {}, "the key is empty"),
+        ([], {"OLLAMA_SHIM_API_KEY": ""}, "the key is empty"),
+        (["--api-key", " sk-1"], {}, "starts or ends with whitespace"),
+        (["--api-key", "sk-1\n"], {}, "starts or ends with whitespace"),
+        ([], {"OLLAMA_SHIM_API_KEY": "sk-1 "}, "starts or ends with whitespace"),
+    ],
+)
+def test_new_options_refuse_bad_values_in_one_line(argv: list[str], env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as info:
+        load_settings(argv, env)
+    assert "\n" not in str(info.value)
+    assert "sk-1" not in str(info.value)  # a key is never echoed
+
+
+def test_api_key_in_file_with_whitespace_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "shim.toml"
+    cfg.write_text('api_key = "sk-1 "\n')
+    with pytest.raises(SettingsError, match="whitespace"):
+        load_settings(["--config", str(cfg)], {})
+
+
+def test_help_names_flag_variable_and_default_of_every_option() -> None:
+    text = build_parser().format_help()
+    for option in OPTIONS:
+        assert option.flag in text
+        assert option.env in text
+    assert "(default 10.0)" in text  # head timeout, read from the dataclass default

@@ -1,6 +1,6 @@
 """Graceful shutdown of the real process: ``python -m ollama_shim`` in front of a slow fault upstream.
 
-On SIGTERM or SIGINT the shim stops accepting connections, lets running requests finish within
+On SIGTERM, SIGINT or SIGHUP the shim stops accepting connections, lets running requests finish within
 ``--shutdown-grace``, then ends the ones still running: a stream with a last
 ``{"error": "ollama-shim is shutting down"}`` line, a request that sent nothing with 503 and the
 same message. It exits 0 either way, and the backend is not left generating.
@@ -87,7 +87,7 @@ async def _lines(resp: aiohttp.ClientResponse) -> list[dict]:
     return [json.loads(line) for line in (await resp.read()).splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
 async def test_running_requests_finish_within_the_grace(upstream: FaultUpstream, sig: int) -> None:
     upstream.script(Fault(delay=0.1, words=8), Fault(delay=0.1, words=8))  # ~0.8 s each, grace 10 s
     async with shim_process(upstream, grace=10) as (proc, url), client() as session:

@@ -8,13 +8,17 @@ a ``ShimError`` keeps its status and message, aiohttp's own 404/405/413 are give
 Middleware order, outermost first: the error boundary, the lifecycle (requests in flight, for a
 graceful shutdown: ``routes.lifecycle``), the guard (API key and CORS: ``routes.guard``).
 
+``ROUTES`` is every endpoint, in one table; the handlers live in ``routes/*``. A ``GET`` route
+answers ``HEAD`` too. Resources that live as long as the app (the upstream client session) are
+opened and closed by ``cleanup_ctx`` generators.
+
 May import: aiohttp.web, stdlib, ``ollama_shim.*``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -31,6 +35,26 @@ from .upstream import Upstream
 log = logging.getLogger("ollama_shim")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/", meta.root),
+    ("GET", "/api/version", meta.version),
+    ("GET", "/api/tags", models.tags),
+    ("POST", "/api/show", models.show),
+    ("GET", "/api/ps", models.ps),
+    ("POST", "/api/chat", generation.chat),
+    ("POST", "/api/generate", generation.generate),
+    ("POST", "/api/embed", embed.embed),
+    ("POST", "/api/embeddings", embed.embeddings),
+    ("POST", "/api/pull", manage.pull),
+    ("POST", "/api/push", manage.push),
+    ("POST", "/api/create", manage.create),
+    ("POST", "/api/copy", manage.copy),
+    ("DELETE", "/api/delete", manage.delete),
+    ("HEAD", "/api/blobs/{digest}", manage.blobs),
+    ("POST", "/api/blobs/{digest}", manage.blobs),
+    ("*", "/v1/{tail:.*}", passthrough.forward),
+)
 
 _HTTP_TEXT = {404: "404 page not found", 405: "405 method not allowed"}
 
@@ -60,15 +84,20 @@ def create_app(settings: Settings) -> web.Application:
     registry = Registry(settings, upstream)
     app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=Loader(upstream, registry))
     guard.install(app, settings)  # API key and CORS, inside the boundary so their refusals are rendered
-
-    async def start(_: web.Application) -> None:
-        await upstream.start()
-
-    async def stop(_: web.Application) -> None:
-        await upstream.close()
-
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)
-    for module in (meta, models, generation, embed, manage, passthrough):
-        module.add_routes(app)
+    app.cleanup_ctx.append(upstream_session)
+    for method, path, handler in ROUTES:
+        if method == "GET":
+            app.router.add_get(path, handler)
+        else:
+            app.router.add_route(method, path, handler)
     return app
+
+
+async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+    """The one pooled client session, open from start-up to clean-up."""
+    upstream = app[STATE].upstream
+    await upstream.start()
+    try:
+        yield
+    finally:
+        await upstream.close()

@@ -1,4 +1,7 @@
-"""The ``ollama-shim`` command: argv and environment -> Settings -> ``server.run``.
+"""The ``ollama-shim`` command: argv and environment -> Settings -> ``server.run`` or ``workers.run_workers``.
+
+``main(argv)`` returns the exit status: 0 after a clean stop, 2 with one ``ollama-shim: error:``
+line on stderr for bad settings or a port that cannot be bound, a worker's status otherwise.
 
 May import: os, sys, ``ollama_shim.settings``, ``ollama_shim.server``, ``ollama_shim.workers``.
 """
@@ -9,18 +12,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .server import ServeError, run
+from . import server, workers
 from .settings import SettingsError, load_settings
-from .workers import run_workers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)
         if settings.workers > 1:
-            return run_workers(settings)
-        run(settings)
-    except (SettingsError, ServeError) as exc:
+            return workers.run_workers(settings)
+        server.run(settings)
+    except (SettingsError, server.ServeError) as exc:
         print(f"ollama-shim: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,24 +1,28 @@
-"""``run(settings)``: serve the app until SIGINT/SIGTERM, then shut down gracefully.
+"""``run(settings)``: serve the app until SIGINT/SIGTERM/SIGHUP, then shut down gracefully.
 
 ``handler_cancellation=True`` makes aiohttp cancel a handler whose client went away, which is
-how a non-streaming request stops its backend too. A port that cannot be bound is a one-line
-``ServeError``, not a traceback. On a signal the listening socket closes first, running requests
-get ``shutdown_grace`` seconds, and streams still running then end with an error line
-(``routes.lifecycle``); the process then exits 0.
+how a non-streaming request stops its backend too. Client connections are bounded in time and
+number by ``connections.ShimRunner``, and the open-file limit is raised at start. A port that
+cannot be bound is a one-line ``ServeError``, not a traceback. On a signal the listening socket
+closes first, running requests get ``shutdown_grace`` seconds, and streams still running then
+end with an error line (``routes.lifecycle``); the process then exits 0. A worker (``supervisor``
+given) also stops when its supervisor process is gone.
 
-May import: aiohttp.web, asyncio, logging, signal, stdlib, ``ollama_shim.app``, ``ollama_shim.routes.lifecycle``,
-``ollama_shim.settings``.
+May import: aiohttp.web, asyncio, logging, signal, stdlib, ``ollama_shim.app``, ``ollama_shim.connections``,
+``ollama_shim.routes.lifecycle``, ``ollama_shim.settings``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from aiohttp import web
 
 from .app import create_app
+from .connections import ShimRunner, raise_open_file_limit
 from .routes.lifecycle import LIFECYCLE
 from .settings import Settings, is_loopback
 
@@ -29,18 +33,28 @@ class ServeError(Exception):
     """The server could not start; the message is one line for the user."""
 
 
+def cannot_listen(settings: Settings, exc: OSError) -> ServeError:
+    """The one message for a port that cannot be bound, from the server and the worker supervisor."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's own wording repeats the address
+    return ServeError(f"cannot listen on {settings.host}:{settings.port}: {reason}")
+
+
+def setup_logging(level: str) -> None:
+    """The one logging set-up of the process (a forked worker inherits it)."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 async def start(settings: Settings, *, reuse_port: bool = False) -> web.AppRunner:
     """Bind and start serving; return the runner (``await runner.cleanup()`` stops it)."""
-    runner = web.AppRunner(
-        create_app(settings), handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace
-    )
+    runner = ShimRunner(create_app(settings), settings.connections, handler_cancellation=True, access_log=None,
+                        shutdown_timeout=settings.shutdown_grace)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise ServeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+        raise cannot_listen(settings, exc) from None
     backends = ", ".join(f"{b.root} ({b.kind})" for b in settings.backends)
     log.info("ollama-shim listening on http://%s:%d; backends: %s", settings.host, settings.port, backends)
     warning = exposure_warning(settings)
@@ -56,18 +70,36 @@ def exposure_warning(settings: Settings) -> str | None:
     return f"listening on {settings.host} with no --api-key: anyone who can reach it can use the backends"
 
 
-async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
-    """Serve until SIGINT/SIGTERM; then stop accepting, drain, and close (a second signal skips the grace)."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SUPERVISOR_POLL = 0.5  # seconds between two checks that a worker's supervisor is still there
+
+
+async def serve(settings: Settings, *, reuse_port: bool = False, supervisor: int | None = None) -> None:
+    """Serve until a stop signal (or, for a worker, until its ``supervisor`` process is gone); then
+    stop accepting, drain, and close (a second signal skips the grace)."""
     runner = await start(settings, reuse_port=reuse_port)
     stop, hurry = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, lambda: hurry.set() if stop.is_set() else stop.set())
+    watch = asyncio.ensure_future(_watch_supervisor(supervisor, stop)) if supervisor is not None else None
     try:
         await stop.wait()
         await drain(runner, settings.shutdown_grace, hurry)
     finally:
+        if watch is not None:
+            watch.cancel()
         await runner.cleanup()
+
+
+async def _watch_supervisor(supervisor: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once the process that forked this one has gone (the kernel re-parents us)."""
+    while True:  # a poll: no event tells a process that its parent died
+        await asyncio.sleep(SUPERVISOR_POLL)
+        if os.getppid() != supervisor:
+            break
+    log.warning("the supervisor (pid %d) is gone; worker %d stops", supervisor, os.getpid())
+    stop.set()
 
 
 async def drain(runner: web.AppRunner, grace: float, hurry: asyncio.Event | None = None) -> None:
@@ -81,8 +113,10 @@ async def drain(runner: web.AppRunner, grace: float, hurry: asyncio.Event | None
         log.warning("shutting down: ended %d request(s) still running after the grace period", aborted)
 
 
-def run(settings: Settings, *, reuse_port: bool = False) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(serve(settings, reuse_port=reuse_port))
+def run(settings: Settings, *, reuse_port: bool = False, supervisor: int | None = None) -> None:
+    setup_logging(settings.log_level)
+    files = raise_open_file_limit()
+    if settings.connections.max_connections and files < settings.connections.max_connections + 64:
+        log.warning("the open-file limit (%d) is below --max-connections (%d): connections may fail before "
+                    "the cap is reached", files, settings.connections.max_connections)
+    asyncio.run(serve(settings, reuse_port=reuse_port, supervisor=supervisor))

@@ -1,5 +1,12 @@
 """The one frozen ``Settings`` object, built once from CLI > environment > TOML file > defaults.
 
+The defaults are the dataclass defaults below, spelled nowhere else. ``OPTIONS`` is the one table
+of options: each ``Option`` names its flag (``--connect-timeout``), environment variable
+(``OLLAMA_SHIM_CONNECT_TIMEOUT``) and TOML key (``connect_timeout``), its help, the function that
+checks and converts a raw value, and where the value lands in ``Settings``. ``load_settings`` is a
+loop over that table plus the few values made of several options (``listen``, the backends,
+the origins).
+
 ``load_settings(argv, environ)`` is pure: it reads only the mapping it is given and the config
 file named in it, and raises ``SettingsError`` with a one-line message for anything wrong.
 ``parse_ollama_host`` follows the ollama client's own ``OLLAMA_HOST`` rules.
@@ -10,12 +17,14 @@ May import: stdlib, ``ollama_shim.dialect`` (pure).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
+import math
 import tomllib
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from .dialect import DIALECTS
 
@@ -71,6 +80,16 @@ class Limits:
     catalog_bytes: int = 16 * _MIB  # a model list or metadata answer
 
 
+@dataclass(frozen=True)
+class Connections:
+    """Client connections: seconds (0 means no limit) and how many may be open at once (0: no cap)."""
+
+    head_timeout: float = 10.0  # from a request's first byte to the end of its headers
+    body_timeout: float = 60.0  # between two pieces of a request body
+    keepalive_timeout: float = 75.0  # an idle kept-alive connection
+    max_connections: int = 2048
+
+
 # The /v1 routes forwarded by default: what OpenAI clients, VS Code Copilot and the coding agents
 # use. Files, fine-tuning, batches and admin routes of a keyed cloud backend stay closed unless
 # configured. ``*`` matches within one path segment, a trailing ``/**`` any deeper path.
@@ -93,6 +112,7 @@ class Settings:
     backends: tuple[Backend, ...] = (Backend(DEFAULT_BACKEND),)
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
+    connections: Connections = field(default_factory=Connections)
     passthrough: tuple[str, ...] = DEFAULT_PASSTHROUGH
     log_level: str = "info"
     ollama_version: str = DEFAULT_OLLAMA_VERSION
@@ -179,73 +199,204 @@ def _backends(urls: Sequence[str], keys: Sequence[str], kinds: Sequence[str]) ->
     return tuple(out)
 
 
+
+# ---------------------------------------------------------------------------
+# Checks: (option, raw value) -> value; a raw value is a string from the CLI or the environment,
+# or whatever TOML type the file holds.
+# ---------------------------------------------------------------------------
+
+
+def _bad(option: Option, why: str) -> NoReturn:
+    raise SettingsError(f"invalid value for {option.flag[2:]}: {why}")
+
+
+def _number(kind: Callable[[Any], float]) -> Callable[[Option, Any], Any]:
+    def check(option: Option, value: Any) -> Any:
+        try:
+            number = kind(value)
+        except (TypeError, ValueError, OverflowError):
+            _bad(option, f"{value!r} is not a number")
+        if not math.isfinite(number):
+            _bad(option, f"{value!r} is not a finite number")
+        if number < 0:
+            _bad(option, "must not be negative")
+        return number
+
+    return check
+
+
+_seconds = _number(float)
+_count = _number(int)
+
+
+def _at_least_one(option: Option, value: Any) -> int:
+    return max(1, int(_count(option, value)))
+
+
+def _text(option: Option, value: Any) -> str:
+    if not isinstance(value, str):
+        _bad(option, f"{value!r} is not a string")
+    return value
+
+
+def _strings(option: Option, value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+        _bad(option, "expected a list of strings")
+    return tuple(items)
+
+
+def _log_level(option: Option, value: Any) -> str:
+    level = _text(option, value).lower()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"invalid log level {level!r}: expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _version(option: Option, value: Any) -> str:
+    version = str(value)
+    if not all(part.isdigit() for part in version.split(".")):
+        raise SettingsError(f"invalid ollama version {version!r}: clients need digits and dots, e.g. 0.32.10")
+    return version
+
+
+def _api_key(option: Option, value: Any) -> str:
+    key = _text(option, value)
+    if not key:
+        _bad(option, "the key is empty (leave the option out to run without a key)")
+    if key != key.strip():
+        _bad(option, "the key starts or ends with whitespace; clients could never send it")
+    return key
+
+
+def _passthrough(option: Option, value: Any) -> tuple[str, ...]:
+    patterns = _strings(option, value)
+    if any(p in ("*", "/v1/**") for p in patterns):
+        return ("/v1/**",)
+    for pattern in patterns:
+        if not pattern.startswith("/v1/") or "**" in pattern[:-3] or ".." in pattern:
+            _bad(option, f"{pattern!r} is not a /v1/... route pattern ('*' in a segment, '/**' at the end)")
+    return tuple(dict.fromkeys(p.rstrip("/") for p in patterns))
+
+
+# ---------------------------------------------------------------------------
+# The option table
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option. ``target`` is where its value lands in ``Settings`` (``"timeouts.connect"``);
+    None for the options that ``load_settings`` combines itself."""
+
+    name: str
+    check: Callable[[Option, Any], Any]
+    help: str
+    target: str | None = None
+    repeat: bool = False  # a list: a repeatable flag, a comma-separated variable, a TOML array
+    secret: bool = False  # an empty variable is refused rather than ignored; no default shown
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def default(self) -> Any:
+        """The dataclass default, for the help text; None for combined options."""
+        if self.target is None:
+            return None
+        value: Any = _DEFAULTS
+        for attr in self.target.split("."):
+            value = getattr(value, attr)
+        return value
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("listen", _text, "HOST:PORT to listen on (default: OLLAMA_HOST, else 127.0.0.1:11434)"),
+    Option("backend", _strings, f"backend base URL, repeatable (default {DEFAULT_BACKEND}, LM Studio)", repeat=True),
+    Option("backend_key", _strings, "bearer token for the backend of the same position, repeatable", repeat=True),
+    Option("backend_kind", _strings, f"backend kind for the same position: {', '.join(BACKEND_KINDS)}",
+           repeat=True),
+    Option("config", _text, "TOML configuration file"),
+    Option("log_level", _log_level, f"one of {', '.join(LOG_LEVELS)}", "log_level"),
+    Option("connect_timeout", _seconds, "seconds to connect to a backend", "timeouts.connect"),
+    Option("first_byte_timeout", _seconds, "seconds to wait for a backend's first byte (model loads)",
+           "timeouts.first_byte"),
+    Option("idle_timeout", _seconds, "seconds allowed between two chunks of a stream", "timeouts.idle"),
+    Option("total_timeout", _seconds, "seconds for a whole request, 0 for no limit", "timeouts.total"),
+    Option("max_response_bytes", _count, "largest non-streamed backend answer", "limits.response_bytes"),
+    Option("max_sse_line_bytes", _count, "longest line of a backend's event stream", "limits.sse_line_bytes"),
+    Option("max_gathered_bytes", _count, "largest answer assembled from a backend stream",
+           "limits.gathered_bytes"),
+    Option("max_catalog_bytes", _count, "largest model list or metadata answer from a backend",
+           "limits.catalog_bytes"),
+    Option("head_timeout", _seconds, "seconds a client may take to send a request's headers",
+           "connections.head_timeout"),
+    Option("body_timeout", _seconds, "seconds a client may pause while sending a request body",
+           "connections.body_timeout"),
+    Option("keepalive_timeout", _seconds, "seconds an idle client connection is kept open",
+           "connections.keepalive_timeout"),
+    Option("max_connections", _count, "client connections open at once, 0 for no cap",
+           "connections.max_connections"),
+    Option("passthrough", _passthrough, "a /v1 route forwarded to the backend, repeatable; '*' for all",
+           "passthrough", repeat=True),
+    Option("ollama_version", _version, "version reported by /api/version", "ollama_version"),
+    Option("catalog_ttl", _seconds, "seconds the model list is cached", "catalog_ttl"),
+    Option("max_body_bytes", _count, "largest request body accepted", "max_body_bytes"),
+    Option("api_key", _api_key, "require this bearer token from clients", "api_key", secret=True),
+    Option("origins", _strings, "extra allowed CORS origins (also OLLAMA_ORIGINS)", repeat=True),
+    Option("workers", _at_least_one, "server processes sharing the port (SO_REUSEPORT)", "workers"),
+    Option("shutdown_grace", _seconds, "seconds running streams may take to finish at shutdown", "shutdown_grace"),
+)
+_BY_NAME = {option.name: option for option in OPTIONS}
+_DEFAULTS = Settings()
+
+
 # ---------------------------------------------------------------------------
 # Sources: CLI, environment, file
 # ---------------------------------------------------------------------------
 
-# name -> (type, help). Each option is declared once; CLI flag, env var and file key derive from it.
-_OPTIONS: dict[str, tuple[type, str]] = {
-    "listen": (str, "HOST:PORT to listen on (default: OLLAMA_HOST, else 127.0.0.1:11434)"),
-    "backend": (list, "backend base URL, repeatable (default http://127.0.0.1:1234, LM Studio)"),
-    "backend_key": (list, "bearer token for the backend of the same position, repeatable"),
-    "backend_kind": (list, f"backend kind for the same position: {', '.join(BACKEND_KINDS)}"),
-    "config": (str, "TOML configuration file"),
-    "log_level": (str, f"one of {', '.join(LOG_LEVELS)}"),
-    "connect_timeout": (float, "seconds to connect to a backend"),
-    "first_byte_timeout": (float, "seconds to wait for a backend's first byte (model loads)"),
-    "idle_timeout": (float, "seconds allowed between two chunks of a stream"),
-    "total_timeout": (float, "seconds for a whole request, 0 for no limit"),
-    "ollama_version": (str, "version reported by /api/version"),
-    "catalog_ttl": (float, "seconds the model list is cached"),
-    "max_body_bytes": (int, "largest request body accepted"),
-    "api_key": (str, "require this bearer token from clients"),
-    "origins": (list, "extra allowed CORS origins (also OLLAMA_ORIGINS)"),
-    "workers": (int, "server processes sharing the port (SO_REUSEPORT)"),
-    "shutdown_grace": (float, "seconds running streams may take to finish at shutdown"),
-}
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises ``SettingsError`` instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SettingsError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ollama-shim", description="Serve the Ollama API over an OpenAI-compatible backend."
-    )
+def _help(option: Option) -> str:
+    parts = [option.help]
+    if option.default is not None and not option.secret and not option.repeat:
+        parts.append(f"(default {option.default})")
+    parts.append(f"[env {option.env}{', comma-separated' if option.repeat else ''}]")
+    return " ".join(parts)
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="ollama-shim", description="Serve the Ollama API over an OpenAI-compatible backend.")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve"], help="what to do (default: serve)")
-    for name, (kind, text) in _OPTIONS.items():
-        flag = "--" + name.replace("_", "-")
-        env = ENV_PREFIX + name.upper()
-        if kind is list:
-            parser.add_argument(flag, action="append", default=None, help=f"{text} [env {env}, comma-separated]")
-        else:
-            parser.add_argument(flag, default=None, help=f"{text} [env {env}]")
+    for option in OPTIONS:
+        parser.add_argument(option.flag, dest=option.name, action="append" if option.repeat else "store",
+                            default=None, help=_help(option))
     return parser
 
 
-class _ArgumentError(Exception):
-    pass
-
-
-class _QuietParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise _ArgumentError(message)
-
-
-def _parse_argv(argv: Sequence[str]) -> dict[str, Any]:
-    parser = build_parser()
-    parser.__class__ = _QuietParser
-    try:
-        ns = parser.parse_args(list(argv))
-    except _ArgumentError as exc:
-        raise SettingsError(str(exc)) from None
-    return {k: v for k, v in vars(ns).items() if v is not None and k in _OPTIONS}
+def _from_argv(argv: Sequence[str]) -> dict[str, Any]:
+    ns = build_parser().parse_args(list(argv))
+    return {k: v for k, v in vars(ns).items() if v is not None and k in _BY_NAME}
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, (kind, _) in _OPTIONS.items():
-        raw = environ.get(ENV_PREFIX + name.upper())
-        if raw is None or raw == "":
+    for option in OPTIONS:
+        raw = environ.get(option.env)
+        if raw is None or (raw == "" and not option.secret):
             continue
-        out[name] = [p.strip() for p in raw.split(",") if p.strip()] if kind is list else raw
+        out[option.name] = [p.strip() for p in raw.split(",") if p.strip()] if option.repeat else raw
     return out
 
 
@@ -267,63 +418,38 @@ def _from_file(path: str) -> dict[str, Any]:
             out["backend_kind"] = [str(b.get("kind", "auto")) for b in value]
             continue
         name = key.replace("-", "_")
-        if name not in _OPTIONS or name == "config":
+        if name not in _BY_NAME or name == "config":
             raise SettingsError(f"invalid config file {path}: unknown key {key!r}")
         out[name] = value
     return out
 
 
-def _number(name: str, value: Any, kind: type) -> Any:
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"invalid value for {name.replace('_', '-')}: {value!r} is not a number") from None
-    if number < 0:
-        raise SettingsError(f"invalid value for {name.replace('_', '-')}: must not be negative")
-    return number
-
-
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     """Build Settings from argv (without the program name) and an environment mapping."""
-    cli = _parse_argv(argv)
+    cli = _from_argv(argv)
     env = _from_env(environ)
     config_path = cli.get("config") or env.get("config")
-    merged: dict[str, Any] = _from_file(config_path) if config_path else {}
-    merged.update(env)
-    merged.update(cli)
+    raw: dict[str, Any] = _from_file(config_path) if config_path else {}
+    raw.update(env)
+    raw.update(cli)
+    values = {name: _BY_NAME[name].check(_BY_NAME[name], value) for name, value in raw.items()}
 
-    listen = merged.get("listen") or environ.get("OLLAMA_HOST") or DEFAULT_LISTEN
-    host, port = parse_listen(str(listen))
-    level = str(merged.get("log_level", "info")).lower()
-    if level not in LOG_LEVELS:
-        raise SettingsError(f"invalid log level {level!r}: expected one of {', '.join(LOG_LEVELS)}")
-    defaults = Timeouts()
-    timeouts = Timeouts(
-        connect=_number("connect_timeout", merged.get("connect_timeout", defaults.connect), float),
-        first_byte=_number("first_byte_timeout", merged.get("first_byte_timeout", defaults.first_byte), float),
-        idle=_number("idle_timeout", merged.get("idle_timeout", defaults.idle), float),
-        total=_number("total_timeout", merged.get("total_timeout", defaults.total), float),
-    )
-    origins = [o for o in environ.get("OLLAMA_ORIGINS", "").split(",") if o.strip()]
-    origins += list(merged.get("origins", []))
-    version = str(merged.get("ollama_version", DEFAULT_OLLAMA_VERSION))
-    if not all(part.isdigit() for part in version.split(".")):
-        raise SettingsError(f"invalid ollama version {version!r}: clients need digits and dots, e.g. 0.32.10")
-    return Settings(
+    groups: dict[str, dict[str, Any]] = {"": {}, "timeouts": {}, "limits": {}, "connections": {}}
+    for option in OPTIONS:
+        if option.target is not None and option.name in values:
+            group, _, attr = option.target.rpartition(".")
+            groups[group][attr] = values[option.name]
+    host, port = parse_listen(values.get("listen") or environ.get("OLLAMA_HOST") or DEFAULT_LISTEN)
+    origins = [o.strip() for o in environ.get("OLLAMA_ORIGINS", "").split(",") if o.strip()]
+    return dataclasses.replace(
+        _DEFAULTS,
         host=host,
         port=port,
-        backends=_backends(
-            merged.get("backend") or [DEFAULT_BACKEND],
-            merged.get("backend_key") or [],
-            merged.get("backend_kind") or [],
-        ),
-        timeouts=timeouts,
-        log_level=level,
-        ollama_version=version,
-        catalog_ttl=_number("catalog_ttl", merged.get("catalog_ttl", 10.0), float),
-        max_body_bytes=_number("max_body_bytes", merged.get("max_body_bytes", Settings.max_body_bytes), int),
-        api_key=merged.get("api_key") or None,
-        origins=tuple(o.strip() for o in origins),
-        workers=max(1, _number("workers", merged.get("workers", 1), int)),
-        shutdown_grace=_number("shutdown_grace", merged.get("shutdown_grace", 10.0), float),
+        backends=_backends(values.get("backend") or [DEFAULT_BACKEND], values.get("backend_key", ()),
+                           values.get("backend_kind", ())),
+        origins=(*origins, *(o.strip() for o in values.get("origins", ()))),
+        timeouts=Timeouts(**groups["timeouts"]),
+        limits=Limits(**groups["limits"]),
+        connections=Connections(**groups["connections"]),
+        **groups[""],
     )

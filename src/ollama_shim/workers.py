@@ -2,26 +2,30 @@
 
 The parent checks that the port is free, then forks one worker per ``--workers``; each binds the
 port with ``SO_REUSEPORT`` and serves as a single shim would, so the kernel spreads connections
-between them. The parent only supervises: it forwards SIGTERM/SIGINT to every worker and waits.
+between them. The parent only supervises: on SIGTERM, SIGINT or SIGHUP it sends SIGTERM (SIGINT
+for SIGINT) to every worker and waits. A worker whose supervisor dies, even by SIGKILL, stops as
+on SIGTERM so that a restart can bind the port: on Linux the kernel tells it (``PR_SET_PDEATHSIG``),
+elsewhere it notices within a second (``server.serve`` watches ``getppid()``).
 When the workers exit after a signal, it exits with 0. When one stops on its own (it crashed or
 could not bind), the parent stops the others and exits with that worker's status, so whatever
 started the shim sees it fail instead of running short of a worker.
 
 Linux spreads connections across ``SO_REUSEPORT`` sockets; other systems may not.
 
-May import: contextlib, os, signal, socket, sys, logging, ``ollama_shim.server``, ``ollama_shim.settings``.
+May import: contextlib, ctypes, os, signal, socket, sys, logging, ``ollama_shim.server``, ``ollama_shim.settings``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import socket
 import sys
 
-from .server import ServeError, run
+from .server import STOP_SIGNALS, ServeError, cannot_listen, run, setup_logging
 from .settings import Settings
 
 log = logging.getLogger("ollama_shim")
@@ -35,15 +39,28 @@ def check_port_free(settings: Settings) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is fine
             sock.bind((settings.host, settings.port))
     except OSError as exc:
-        raise ServeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+        raise cannot_listen(settings, exc) from None
 
 
-def _worker(settings: Settings) -> int:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(supervisor: int) -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies; elsewhere ``serve`` polls."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != supervisor:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(settings: Settings, supervisor: int) -> int:
     """The body of a forked worker; returns its exit status."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
+    _die_with(supervisor)
     try:
-        run(settings, reuse_port=True)
+        run(settings, reuse_port=True, supervisor=supervisor)
     except ServeError as exc:
         print(f"ollama-shim: error: {exc}", file=sys.stderr)
         return 2
@@ -54,11 +71,12 @@ def _worker(settings: Settings) -> int:
 
 
 def _fork(settings: Settings) -> int:
+    supervisor = os.getpid()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            code = _worker(settings)
+            code = _worker(settings, supervisor)
         finally:
             os._exit(code)
     return pid
@@ -72,9 +90,7 @@ def _signal_all(pids: set[int], sig: int) -> None:
 
 def run_workers(settings: Settings) -> int:
     """Start the workers, supervise them, return the exit status for the command."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings.log_level)
     check_port_free(settings)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -83,10 +99,10 @@ def run_workers(settings: Settings) -> int:
     def forward(sig: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
-        _signal_all(running, sig)
+        _signal_all(running, signal.SIGINT if sig == signal.SIGINT else signal.SIGTERM)
 
     running: set[int] = set()
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
         running.update(_fork(settings) for _ in range(settings.workers))
         log.info("ollama-shim supervising %d workers: %s", len(running), ", ".join(map(str, sorted(running))))

@@ -62,8 +62,3 @@ async def embeddings(request: web.Request) -> web.Response:
         return json_response(ow.EmbeddingsResponse(embedding=[]))
     answered = await _embeddings(state, resolved, encode(plan.request))
     return json_response(embeddings_response_to_ollama(answered))
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/embed", embed)
-    app.router.add_post("/api/embeddings", embeddings)

@@ -112,7 +112,3 @@ def _load_answer(req: GenerationRequest, reason: str) -> OllamaChunk:
         return ow.ChatChunk(model=req.model, created_at=created_at, message=message, done=True, done_reason=reason)
     return ow.GenerateChunk(model=req.model, created_at=created_at, response="", done=True, done_reason=reason)
 
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/chat", chat)
-    app.router.add_post("/api/generate", generate)

@@ -66,7 +66,7 @@ class Lifecycle:
         if task not in self._aborted:
             return False
         self._aborted.discard(task)
-        task.uncancel()  # type: ignore[union-attr]
+        task.uncancel()
         return True
 
     @property

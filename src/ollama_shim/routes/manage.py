@@ -11,6 +11,8 @@ May import: aiohttp.web, msgspec, stdlib, ``ollama_shim.routes.*``, ``ollama_shi
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import msgspec
 from aiohttp import web
 
@@ -47,7 +49,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
     return await out.finish()
 
 
-def _refuse(verb: str):  # type: ignore[no-untyped-def]
+def _refuse(verb: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         backends = ", ".join(b.root for b in state_of(request).settings.backends)
         raise BadRequest(NOT_MANAGED.format(verb=verb, backends=backends))
@@ -55,11 +57,8 @@ def _refuse(verb: str):  # type: ignore[no-untyped-def]
     return handler
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/pull", pull)
-    app.router.add_post("/api/push", _refuse("push"))
-    app.router.add_post("/api/create", _refuse("create"))
-    app.router.add_post("/api/copy", _refuse("copy"))
-    app.router.add_delete("/api/delete", _refuse("delete"))
-    app.router.add_route("HEAD", "/api/blobs/{digest}", _refuse("store blobs for"))
-    app.router.add_post("/api/blobs/{digest}", _refuse("store blobs for"))
+push = _refuse("push")
+create = _refuse("create")
+copy = _refuse("copy")
+delete = _refuse("delete")
+blobs = _refuse("store blobs for")

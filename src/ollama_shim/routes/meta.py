@@ -20,8 +20,3 @@ async def root(request: web.Request) -> web.Response:
 
 async def version(request: web.Request) -> web.Response:
     return json_response(Version(version=state_of(request).settings.ollama_version))
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/", root)  # aiohttp answers HEAD for every GET route
-    app.router.add_get("/api/version", version)

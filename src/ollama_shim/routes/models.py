@@ -48,9 +48,3 @@ async def ps(request: web.Request) -> web.Response:
     now = time.time_ns()
     models = [catalog.to_ps_model(m.record, m.backend.root, now) for m in running]
     return json_response(ow.PsResponse(models=models))
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/tags", tags)
-    app.router.add_post("/api/show", show)
-    app.router.add_get("/api/ps", ps)

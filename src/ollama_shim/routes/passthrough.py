@@ -167,7 +167,3 @@ async def forward(request: web.Request) -> web.StreamResponse:
             return response
         await response.write_eof()
         return response
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_route("*", "/v1/{tail:.*}", forward)
