@@ -160,7 +160,27 @@ WIRED = [
     ("catalog_ttl", "7", lambda s: s.catalog_ttl, 7.0),
     ("workers", "3", lambda s: s.workers, 3),
     ("api_key", "sk-1", lambda s: s.api_key, "sk-1"),
+    ("data_dir", "/srv/shim", lambda s: s.data_dir, "/srv/shim"),
+    ("translate_native_apis", "yes", lambda s: s.translate_native_apis, True),
 ]
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"XDG_DATA_HOME": "/xdg", "HOME": "/home/u"}, "/xdg/ollama-shim"),
+        ({"HOME": "/home/u"}, "/home/u/.local/share/ollama-shim"),
+        ({"XDG_DATA_HOME": "", "HOME": "/home/u"}, "/home/u/.local/share/ollama-shim"),
+    ],
+)
+def test_data_dir_defaults_to_the_xdg_data_home(environ: dict[str, str], expected: str) -> None:
+    assert load_settings([], environ).data_dir == expected
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", ""])
+def test_a_switch_takes_only_true_or_false(raw: str) -> None:
+    with pytest.raises(SettingsError, match="translate-native-apis"):
+        load_settings(["--translate-native-apis", raw], {})
 
 
 @pytest.mark.parametrize(("name", "raw", "read", "expected"), WIRED, ids=[w[0] for w in WIRED])

@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import ipaddress
 import math
+import posixpath
 import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -122,6 +123,11 @@ class Settings:
     origins: tuple[str, ...] = ()
     workers: int = 1
     shutdown_grace: float = 10.0
+    # Where the shim keeps what it owns (custom models, what it learned about models); "" until
+    # load_settings fills in the XDG default.
+    data_dir: str = ""
+    # Translate /v1/messages and /v1/responses even for a backend that speaks them itself.
+    translate_native_apis: bool = False
 
 
 # ---------------------------------------------------------------------------
@@ -269,6 +275,23 @@ def _api_key(option: Option, value: Any) -> str:
     return key
 
 
+def _switch(option: Option, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    _bad(option, f"{value!r} is not true or false")
+
+
+def default_data_dir(environ: Mapping[str, str]) -> str:
+    """``$XDG_DATA_HOME/ollama-shim``, else ``~/.local/share/ollama-shim`` (from ``HOME``)."""
+    base = environ.get("XDG_DATA_HOME") or posixpath.join(environ.get("HOME") or ".", ".local", "share")
+    return posixpath.join(base, "ollama-shim")
+
+
 def _passthrough(option: Option, value: Any) -> tuple[str, ...]:
     patterns = _strings(option, value)
     if any(p in ("*", "/v1/**") for p in patterns):
@@ -350,6 +373,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("api_key", _api_key, "require this bearer token from clients", "api_key", secret=True),
     Option("origins", _strings, "extra allowed CORS origins (also OLLAMA_ORIGINS)", repeat=True),
     Option("workers", _at_least_one, "server processes sharing the port (SO_REUSEPORT)", "workers"),
+    Option("data_dir", _text, "directory for the shim's own data (default $XDG_DATA_HOME/ollama-shim)"),
+    Option("translate_native_apis", _switch,
+           "translate /v1/messages and /v1/responses even where the backend speaks them", "translate_native_apis"),
     Option("shutdown_grace", _seconds, "seconds running streams may take to finish at shutdown", "shutdown_grace"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -451,5 +477,6 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         timeouts=Timeouts(**groups["timeouts"]),
         limits=Limits(**groups["limits"]),
         connections=Connections(**groups["connections"]),
+        data_dir=values.get("data_dir") or default_data_dir(environ),
         **groups[""],
     )
