@@ -21,7 +21,7 @@ from aiohttp import web
 from .errors import ShimError
 from .loader import Loader
 from .registry import Registry
-from .routes import embed, generation, guard, manage, meta, models, passthrough
+from .routes import embed, generation, guard, manage, meta, models, passthrough, responses
 from .routes.http import error_response
 from .routes.lifecycle import LIFECYCLE, Lifecycle
 from .routes.state import STATE, AppState
@@ -40,6 +40,8 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ShimError as exc:
+        if request.path == responses.PATH:  # the Responses API answers errors in OpenAI's shape
+            return responses.error_response(exc.status, exc.message)
         return error_response(exc.status, exc.message)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, f"request body is larger than the limit of {request.client_max_size} bytes")
@@ -69,6 +71,6 @@ def create_app(settings: Settings) -> web.Application:
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
-    for module in (meta, models, generation, embed, manage, passthrough):
+    for module in (meta, models, generation, embed, manage, responses, passthrough):  # passthrough's /v1/* last
         module.add_routes(app)
     return app
