@@ -25,7 +25,7 @@ from aiohttp import web
 from .errors import ShimError
 from .loader import Loader
 from .registry import Registry
-from .routes import embed, generation, guard, manage, meta, models, passthrough
+from .routes import embed, generation, guard, manage, meta, models, passthrough, responses
 from .routes.http import error_response
 from .routes.lifecycle import LIFECYCLE, Lifecycle
 from .routes.state import STATE, AppState
@@ -53,7 +53,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("DELETE", "/api/delete", manage.delete),
     ("HEAD", "/api/blobs/{digest}", manage.blobs),
     ("POST", "/api/blobs/{digest}", manage.blobs),
-    ("*", "/v1/{tail:.*}", passthrough.forward),
+    ("POST", responses.PATH, responses.create),
+    ("*", "/v1/{tail:.*}", passthrough.forward),  # last: the routes above win over it
 )
 
 _HTTP_TEXT = {404: "404 page not found", 405: "405 method not allowed"}
@@ -64,6 +65,8 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ShimError as exc:
+        if request.path == responses.PATH:  # the Responses API answers errors in OpenAI's shape
+            return responses.error_response(exc.status, exc.message)
         return error_response(exc.status, exc.message)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, f"request body is larger than the limit of {request.client_max_size} bytes")

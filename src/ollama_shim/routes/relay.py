@@ -4,7 +4,8 @@
 SSE chunks arrive), ``gather`` (the backend streams, the client gets one object assembled from
 it, bounded by ``limits.gathered_bytes``) or ``complete`` (one JSON object each way). The first
 two write or collect what ``translate.pipeline.StreamPipeline`` produces; this module holds no
-decoding or translation of its own.
+decoding or translation of its own. ``stream_through`` and ``gather_through`` run the same loop for
+any other answer shape (a translator and a ``StreamWriter``; ``routes.responses`` uses them).
 
 All share the retry rule: only before any byte went to the client, a backend that says no model
 is loaded ("No models loaded", llama.cpp's 503 "Loading model") gets a load request and a bounded
@@ -24,7 +25,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 
@@ -142,9 +143,29 @@ async def stream(
     request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
 ) -> web.StreamResponse:
     """Upstream SSE -> Ollama NDJSON, chunk by chunk."""
+    return await stream_through(request, state, resolved, path, body, _ollama_translator(ctx), NdjsonStream(request))
+
+
+class StreamWriter(Protocol[T]):
+    """Where ``stream_through`` writes: the chunks as they come; after the first byte, a failure as
+    the format's own last error; then the end."""
+
+    started: bool  # the first byte went out: errors can no longer become an HTTP status
+
+    async def write_many(self, chunks: list[T]) -> None: ...
+
+    async def write_error(self, message: str) -> None: ...
+
+    async def finish(self) -> web.StreamResponse: ...
+
+
+async def stream_through(
+    request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes,
+    make_translator: Callable[[], EventTranslator[T]], out: StreamWriter[T],
+) -> web.StreamResponse:
+    """Upstream SSE -> whatever ``make_translator`` produces, written to ``out`` chunk by chunk."""
     async with contextlib.AsyncExitStack() as stack:
-        chunks, pipeline = await _open(stack, state, resolved, path, body, _ollama_translator(ctx))
-        out = NdjsonStream(request)
+        chunks, pipeline = await _open(stack, state, resolved, path, body, make_translator)
         try:
             await _drive(chunks, pipeline, out.write_many)
         except ShimError as exc:
@@ -176,7 +197,15 @@ async def gather(state: AppState, resolved: Resolved, path: str, body: bytes, ct
                 f"backend at {resolved.backend.root} sent an answer longer than the limit of {limit} bytes"
             )
 
-    async with contextlib.AsyncExitStack() as stack:
-        chunks, pipeline = await _open(stack, state, resolved, path, body, _ollama_translator(ctx))
-        await _drive(chunks, pipeline, keep)
+    await gather_through(state, resolved, path, body, _ollama_translator(ctx), keep)
     return json_response(merge_pieces(pieces))
+
+
+async def gather_through(
+    state: AppState, resolved: Resolved, path: str, body: bytes, make_translator: Callable[[], EventTranslator[T]],
+    keep: Callable[[list[T]], Awaitable[None]],
+) -> None:
+    """Upstream SSE -> whatever ``make_translator`` produces, handed to ``keep`` (which bounds it)."""
+    async with contextlib.AsyncExitStack() as stack:
+        chunks, pipeline = await _open(stack, state, resolved, path, body, make_translator)
+        await _drive(chunks, pipeline, keep)

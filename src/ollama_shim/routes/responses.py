@@ -1,0 +1,155 @@
+"""``POST /v1/responses`` (the OpenAI Responses API, stateless as Ollama's): parse -> resolve ->
+translate -> relay.
+
+The body becomes an ``/api/chat`` request (``translate.responses_request``), which the chat
+translation takes to the backend's ``/v1/chat/completions``; the answer runs through the relay's
+pipeline loop with a ``ResponsesTranslator`` (``translate.responses_stream``): streamed as
+``event:``/``data:`` Server-Sent Events (``ResponsesEventStream``), or assembled into the one
+``response`` object. The model is named as the client named it, in and out.
+
+Errors before the first byte are rendered by ``app.error_boundary`` with ``error_response`` (OpenAI's
+``{"error": {"message", "type", "param", "code"}}``); after it, as one ``error`` event that ends the
+stream.
+
+May import: aiohttp.web, msgspec, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
+``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import msgspec
+from aiohttp import web
+
+from ..errors import BadRequest
+from ..registry import Resolved
+from ..translate.catalog import COMPLETION
+from ..translate.request import Delivery, chat_request_to_openai
+from ..translate.response import completion_as_chunk
+from ..translate.responses_request import response_template, responses_to_chat
+from ..translate.responses_stream import ResponsesTranslator
+from ..translate.stream import StreamContext, StreamTranslator
+from ..wire import responses as rw
+from ..wire.openai import ChatCompletion
+from . import relay
+from .http import JSON_TYPE, encode, json_response, read_body
+from .state import AppState, state_of
+
+PATH = "/v1/responses"
+SSE_TYPE = "text/event-stream"
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+_encode = msgspec.json.Encoder().encode
+
+
+def responses_error_body(status: int, message: str) -> rw.ErrorEnvelope:
+    """OpenAI's error object for an HTTP status: ``invalid_request_error`` and friends for 4xx,
+    ``api_error`` otherwise."""
+    return rw.ErrorEnvelope(rw.ErrorDetail(message=message, type=_ERROR_TYPES.get(status, "api_error")))
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.Response(body=_encode(responses_error_body(status, message)), status=status,
+                        headers={"Content-Type": JSON_TYPE})
+
+
+class ResponsesEventStream:
+    """A ``text/event-stream`` answer: ``event: <type>`` and ``data: <json>`` per event. After the
+    first event, a failure is one ``error`` event numbered after the last one, and the end."""
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self.response = web.StreamResponse(status=200, headers={"Content-Type": SSE_TYPE, "Cache-Control": "no-cache"})
+        self.started = False
+        self._next_sequence = 0
+
+    async def write_many(self, events: list[rw.ResponsesEvent]) -> None:
+        if not events:
+            return
+        await self._prepare()
+        self._next_sequence = events[-1].sequence_number + 1
+        await self.response.write(b"".join(frame(event) for event in events))
+
+    async def write_error(self, message: str) -> None:
+        await self.write_many([rw.ErrorEvent(sequence_number=self._next_sequence, message=message)])
+
+    async def finish(self) -> web.StreamResponse:
+        await self._prepare()
+        await self.response.write_eof()
+        return self.response
+
+    async def _prepare(self) -> None:
+        if not self.started:
+            await self.response.prepare(self._request)
+            self.started = True
+
+
+def frame(event: rw.ResponsesEvent) -> bytes:
+    """One event as SSE bytes."""
+    return b"event: " + rw.event_name(event).encode() + b"\ndata: " + _encode(event) + b"\n\n"
+
+
+def new_response_id() -> str:
+    return f"resp_{secrets.token_hex(12)}"
+
+
+def _serves_natively(resolved: Resolved) -> bool:
+    """NATIVE PATH: whether ``resolved``'s backend answers ``/v1/responses`` itself, so the request
+    could be forwarded (model name mapped both ways) instead of translated. Always False until the
+    native forwarding (``routes.native``) is plugged in here."""
+    return False
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    started_ns = time.monotonic_ns()
+    req = await read_body(request, rw.ResponsesRequest)
+    chat = responses_to_chat(req)  # every check of the body, before a backend is asked anything
+    state = state_of(request)
+    resolved = await state.registry.resolve(req.model)
+    if COMPLETION not in resolved.record.capabilities:
+        raise BadRequest(f'"{req.model}" does not support chat')
+    if _serves_natively(resolved):
+        raise AssertionError("native forwarding of /v1/responses is not plugged in yet")  # NATIVE PATH goes here
+    delivery = Delivery.choose(bool(req.stream), resolved.dialect)
+    plan = chat_request_to_openai(chat, resolved.record.upstream_id, resolved.dialect, delivery)
+    state.note_ignored(plan.ignored_options, resolved.dialect.kind)
+    ctx = StreamContext(model=req.model, endpoint="chat", started_ns=started_ns,
+                        hide_thinking=chat.think is False, want_tool_calls=bool(chat.tools))
+    template = response_template(req, new_response_id(), time.time_ns() // 1_000_000_000)
+    made: list[ResponsesTranslator] = []
+
+    def make() -> ResponsesTranslator:
+        translator = ResponsesTranslator(
+            StreamTranslator(ctx), template, max_text_bytes=state.settings.limits.gathered_bytes
+        )
+        made.append(translator)
+        return translator
+
+    body = encode(plan.request)
+    if delivery is Delivery.STREAM:
+        out = ResponsesEventStream(request)
+        return await relay.stream_through(request, state, resolved, plan.path, body, make, out)
+    if delivery is Delivery.GATHER:
+        await relay.gather_through(state, resolved, plan.path, body, make, _discard)
+    else:
+        await _whole(state, resolved, plan.path, body, make())
+    final = made[-1].response
+    if final is None:
+        raise AssertionError("the translator finished without a response object")
+    return json_response(final)
+
+
+async def _discard(events: list[rw.ResponsesEvent]) -> None:
+    """Gathering keeps nothing but what the translator assembles (bounded by it)."""
+
+
+async def _whole(state: AppState, resolved: Resolved, path: str, body: bytes, translator: ResponsesTranslator) -> None:
+    """A backend that is not asked to stream: its one completion replayed through the translator."""
+    async def attempt() -> ChatCompletion:
+        return await state.upstream.post_json(resolved.backend, path, body, ChatCompletion)
+
+    completion = await relay.with_load_retry(state, resolved, attempt)
+    translator.feed_chunk(completion_as_chunk(completion))
+    translator.finish()
