@@ -85,6 +85,42 @@ async def test_api_key_is_required_when_configured(upstream: FaultUpstream) -> N
         assert (await _status(s, "GET", url + "/api/version"))[0] == 401
 
 
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"x-api-key": KEY}, 200),  # the Anthropic SDKs and Claude Code send the key so
+        ({"X-Api-Key": f" {KEY} "}, 200),
+        ({"x-api-key": "wrong"}, 401),
+        ({"x-api-key": f"Bearer {KEY}"}, 401),
+        ({"x-api-key": "", "Authorization": "Bearer wrong"}, 401),
+        ({"x-api-key": "wrong", "Authorization": f"Bearer {KEY}"}, 200),
+    ],
+)
+async def test_the_key_may_come_as_x_api_key(upstream: FaultUpstream, headers: dict[str, str], status: int) -> None:
+    chat = {"model": MODEL, "messages": HI, "stream": False}
+    async with shim_in_loop(*backend_args(upstream), "--api-key", KEY) as url, aiohttp.ClientSession() as s:
+        got, _ = await _status(s, "POST", url + "/api/chat", json=chat, headers=headers)
+    assert got == status
+
+
+async def test_x_api_key_never_reaches_the_backend(upstream: FaultUpstream) -> None:
+    async with shim_in_loop(*backend_args(upstream), "--api-key", KEY) as url, aiohttp.ClientSession() as s:
+        await _status(s, "POST", url + "/v1/chat/completions", json={"model": MODEL, "messages": HI},
+                      headers={"x-api-key": KEY})
+    assert len(upstream.calls) == 1
+    assert KEY not in str(upstream.calls[0].headers)
+
+
+async def test_preflight_allows_the_anthropic_headers(upstream: FaultUpstream) -> None:
+    async with shim_in_loop(*backend_args(upstream), "--api-key", KEY) as url, aiohttp.ClientSession() as s:
+        headers = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+                   "Access-Control-Request-Headers": "x-api-key,anthropic-version"}
+        async with s.options(url + "/v1/messages", headers=headers) as resp:
+            allowed = resp.headers["Access-Control-Allow-Headers"].lower().split(",")
+    assert "x-api-key" in allowed
+    assert "anthropic-version" in allowed
+
+
 async def test_official_client_with_the_key(upstream: FaultUpstream) -> None:
     async with shim_in_loop(*backend_args(upstream), "--api-key", KEY) as url:
         async with async_client(url) as keyless:

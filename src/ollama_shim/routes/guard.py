@@ -1,7 +1,7 @@
 """Inbound guard: the optional API key and CORS, both checked before any handler runs.
 
-API key (``--api-key``): when set, every request must carry ``Authorization: Bearer <key>``
-(compared in constant time), else 401 ``{"error": "unauthorized: ..."}``. Two exceptions:
+API key (``--api-key``): when set, every request must carry ``Authorization: Bearer <key>`` or
+``x-api-key: <key>`` (as the Anthropic SDKs send it), compared in constant time, else 401 ``{"error": "unauthorized: ..."}``. Two exceptions:
 ``GET``/``HEAD /`` stays open so load balancers and ``ollama``-style health probes work without
 the key (it reveals nothing but "Ollama is running"), and CORS preflights, which browsers send
 without credentials by design.
@@ -52,6 +52,7 @@ BROWSER_EXTENSIONS = ("chrome-extension://", "safari-extension://", "moz-extensi
 ALLOW_METHODS = "GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS"
 ALLOW_HEADERS = ",".join((
     "Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With", "OpenAI-Beta",
+    "x-api-key", "anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access",
     "x-stainless-arch", "x-stainless-async", "x-stainless-custom-poll-interval", "x-stainless-helper-method",
     "x-stainless-lang", "x-stainless-os", "x-stainless-package-version", "x-stainless-poll-helper",
     "x-stainless-retry-count", "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-timeout",
@@ -104,13 +105,20 @@ def host_allowed(host_header: str, machine_name: str) -> bool:
     return address.is_loopback or address.is_private or address.is_unspecified
 
 
-def _bearer_ok(request: web.Request, key: str) -> bool:
-    """Compared as bytes: the header arrives as text whose stray non-UTF-8 bytes are held as
+def _same_key(sent: str, key: str) -> bool:
+    """Compared as bytes: a header arrives as text whose stray non-UTF-8 bytes are held as
     surrogates, which ``hmac.compare_digest`` on text (ASCII only) would raise on, and so would
     a plain ``encode()``; ``surrogatepass`` encodes any text, both sides alike."""
+    return hmac.compare_digest(sent.strip().encode("utf-8", "surrogatepass"), key.encode("utf-8", "surrogatepass"))
+
+
+def _key_ok(request: web.Request, key: str) -> bool:
+    """``Authorization: Bearer KEY`` (Ollama and OpenAI clients) or ``x-api-key: KEY`` (the
+    Anthropic SDKs and Claude Code)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    sent = token.strip().encode("utf-8", "surrogatepass")
-    return scheme.lower() == "bearer" and hmac.compare_digest(sent, key.encode("utf-8", "surrogatepass"))
+    if scheme.lower() == "bearer" and _same_key(token, key):
+        return True
+    return _same_key(request.headers.get("x-api-key", ""), key)
 
 
 class Guard:
@@ -131,7 +139,7 @@ class Guard:
             raise ShimError(f"origin {origin} is not allowed; add it to OLLAMA_ORIGINS", 403)
         if origin is not None and request.method == "OPTIONS":
             return self._preflight(request)
-        if self.api_key and not _is_health_check(request) and not _bearer_ok(request, self.api_key):
+        if self.api_key and not _is_health_check(request) and not _key_ok(request, self.api_key):
             raise Unauthorized("unauthorized: this server needs 'Authorization: Bearer <key>'")
         return await handler(request)
 

@@ -74,7 +74,7 @@ def _request_headers(request: web.Request, state: AppState) -> dict[str, str]:
     if request.headers.get("Content-Encoding", "").lower() in DECODED_BY_SERVER:
         dropped |= {"content-encoding"}  # request.read() gives the decoded body
     if state.settings.api_key:  # the client's key was for the shim, not for the backend
-        dropped |= {"authorization"}
+        dropped |= {"authorization", "x-api-key"}
     return {k: v for k, v in request.headers.items() if k.lower() not in dropped}
 
 
