@@ -1,8 +1,8 @@
 """Inbound guard: the optional API key and CORS, both checked before any handler runs.
 
 API key (``--api-key``): when set, every request must carry ``Authorization: Bearer <key>`` or
-``x-api-key: <key>`` (as the Anthropic SDKs send it), compared in constant time, else 401 ``{"error": "unauthorized: ..."}``. Two exceptions:
-``GET``/``HEAD /`` stays open so load balancers and ``ollama``-style health probes work without
+``x-api-key: <key>`` (as the Anthropic SDKs send it), compared in constant time, else 401
+``{"error": "unauthorized: ..."}``. Two exceptions: ``GET``/``HEAD /`` stays open so load balancers and ``ollama``-style health probes work without
 the key (it reveals nothing but "Ollama is running"), and CORS preflights, which browsers send
 without credentials by design.
 
