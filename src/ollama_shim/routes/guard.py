@@ -2,9 +2,9 @@
 
 API key (``--api-key``): when set, every request must carry ``Authorization: Bearer <key>`` or
 ``x-api-key: <key>`` (as the Anthropic SDKs send it), compared in constant time, else 401
-``{"error": "unauthorized: ..."}``. Two exceptions: ``GET``/``HEAD /`` stays open so load balancers and ``ollama``-style health probes work without
-the key (it reveals nothing but "Ollama is running"), and CORS preflights, which browsers send
-without credentials by design.
+``{"error": "unauthorized: ..."}``. Two exceptions: ``GET``/``HEAD /`` stays open so load
+balancers and ``ollama``-style health probes work without the key (it reveals nothing but
+"Ollama is running"), and CORS preflights, which browsers send without credentials by design.
 
 CORS follows Ollama (envconfig ``AllowedOrigins`` and gin-contrib/cors as Ollama configures it):
 allowed origins are ``http(s)://localhost``, ``127.0.0.1`` and ``0.0.0.0`` with or without a port,
