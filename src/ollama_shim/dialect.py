@@ -39,6 +39,9 @@ class Dialect:
     # OpenAI's strict mode demands additionalProperties:false and every property required, which
     # a client's schema rarely has; elsewhere strict is harmless or ignored.
     strict_json_schema: bool = True
+    # The client APIs this backend speaks itself ("messages": Anthropic, "responses": OpenAI
+    # Responses): such requests are forwarded as they are, with only the model name mapped.
+    native_apis: frozenset[str] = frozenset()
 
 
 _STANDARD = frozenset({"temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"})
@@ -51,6 +54,7 @@ LLAMACPP = Dialect(
     json_mode="json_object",
     think_style="chat_template_kwargs",
     stream_upstream=True,
+    native_apis=frozenset({"messages", "responses"}),
 )
 LMSTUDIO = Dialect(
     kind="lmstudio",

@@ -100,6 +100,9 @@ class Settings:
     origins: tuple[str, ...] = ()
     workers: int = 1
     shutdown_grace: float = 10.0
+    # Translate /v1/messages and /v1/responses onto chat completions even where the backend speaks
+    # them itself (for a backend whose own support is broken).
+    translate_native_apis: bool = False
 
 
 # ---------------------------------------------------------------------------
