@@ -21,7 +21,7 @@ from aiohttp import web
 from .errors import ShimError
 from .loader import Loader
 from .registry import Registry
-from .routes import embed, generation, guard, manage, meta, models, passthrough
+from .routes import anthropic, embed, generation, guard, manage, meta, models, passthrough
 from .routes.http import error_response
 from .routes.lifecycle import LIFECYCLE, Lifecycle
 from .routes.state import STATE, AppState
@@ -35,21 +35,28 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _HTTP_TEXT = {404: "404 page not found", 405: "405 method not allowed"}
 
 
+def _error(request: web.Request, status: int, message: str) -> web.Response:
+    """The error in the shape of the API the path belongs to: Anthropic's under /v1/messages."""
+    if anthropic.is_anthropic_path(request.path):
+        return anthropic.anthropic_error_response(status, message)
+    return error_response(status, message)
+
+
 @web.middleware
 async def error_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ShimError as exc:
-        return error_response(exc.status, exc.message)
+        return _error(request, exc.status, exc.message)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(413, f"request body is larger than the limit of {request.client_max_size} bytes")
+        return _error(request, 413, f"request body is larger than the limit of {request.client_max_size} bytes")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, _HTTP_TEXT.get(exc.status, exc.reason))
+        return _error(request, exc.status, _HTTP_TEXT.get(exc.status, exc.reason))
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
-        return error_response(500, "internal error in ollama-shim; see its log")
+        return _error(request, 500, "internal error in ollama-shim; see its log")
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -69,6 +76,6 @@ def create_app(settings: Settings) -> web.Application:
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
-    for module in (meta, models, generation, embed, manage, passthrough):
+    for module in (meta, models, generation, embed, manage, anthropic, passthrough):
         module.add_routes(app)
     return app

@@ -239,3 +239,13 @@ class TokenizeAnswer(msgspec.Struct):
     """llama.cpp ``POST /tokenize``: ids (or ``{id, piece}`` objects with ``with_pieces``)."""
 
     tokens: list[Any] = msgspec.field(default_factory=list)
+
+
+class TokenizeRequest(msgspec.Struct):
+    """llama.cpp ``POST /tokenize`` (``model`` routes it on a llama-server router). The rendered
+    template already holds the special tokens as text: they are parsed, none is added."""
+
+    content: str
+    model: str
+    add_special: bool = False
+    parse_special: bool = True
