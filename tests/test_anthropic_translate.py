@@ -89,6 +89,9 @@ REQUEST_CASES: list[tuple[str, dict[str, Any], dict[str, Any], Any]] = [
      lambda s: s["chat_template_kwargs"] == {"enable_thinking": False}),
     ("thinking adaptive leaves the default", {"thinking": {"type": "adaptive"}}, {},
      lambda s: "chat_template_kwargs" not in s),
+    ("output_config effort when thinking is adaptive",
+     {"thinking": {"type": "adaptive"}, "output_config": {"effort": "xhigh"}}, {},
+     lambda s: s["chat_template_kwargs"] == {"enable_thinking": True, "reasoning_effort": "high"}),
     ("thinking on LM Studio", {"thinking": {"type": "enabled"}}, {"dialect": LMSTUDIO},
      lambda s: s["reasoning_effort"] == "medium"),
     (

@@ -22,8 +22,9 @@ What is mapped (the field table is in ``docs/translation.md``):
 - ``tools`` (client tools; server tools such as ``web_search_*`` are dropped) -> functions;
   ``tool_choice``: ``auto`` -> nothing (the default), ``any`` -> ``"required"``, ``tool`` ->
   ``"required"`` with only that tool offered, ``none`` -> no tools at all.
-- ``thinking``: ``enabled`` -> ``think: true``, ``disabled`` -> ``think: false``, else unset;
-  ``budget_tokens`` is not sent. ``metadata`` is ignored.
+- ``thinking``: ``enabled`` -> ``think: true``, ``disabled`` -> ``think: false``; otherwise
+  ``output_config.effort`` -> that level (``xhigh`` -> ``high``), else unset. ``budget_tokens`` is
+  not sent. ``metadata`` is ignored.
 - A final assistant message is a prefill: the backend continues it (llama.cpp does so by default;
   vLLM is asked with ``continue_final_message``) and only the new text is returned. Thinking is
   switched off for a prefill, since llama.cpp refuses both together.
@@ -61,6 +62,7 @@ _CHARS_PER_TOKEN = 4
 _TOKENS_PER_MESSAGE = 4  # role markers and separators a chat template adds around each message
 _CLIENT_TOOL_TYPES = (None, "", "custom")
 _VLLM_STYLE_PREFILL = frozenset({"vllm"})
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "max"}
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def messages_to_ollama(req: am.MessagesRequest, *, context_length: int | None = 
         messages=messages,
         tools=tools,
         stream=True,
-        think=False if prefill else _think(req.thinking),
+        think=False if prefill else _think(req.thinking, req.output_config),
         options=_options(req, context_length),
     )
 
@@ -227,14 +229,15 @@ def _tools_to_ollama(tools: list[am.InTool] | None, choice: am.ToolChoice | None
     return out or None
 
 
-def _think(thinking: am.ThinkingConfig | None) -> bool | None:
-    if thinking is None:
-        return None
-    if thinking.type == "enabled":
+def _think(thinking: am.ThinkingConfig | None, output: am.OutputConfig | None) -> bool | str | None:
+    if thinking is not None and thinking.type == "enabled":
         return True
-    if thinking.type == "disabled":
+    if thinking is not None and thinking.type == "disabled":
         return False
-    return None  # adaptive and anything newer: the model's default
+    effort = output.effort if output is not None else None
+    if effort in _EFFORTS:
+        return _EFFORTS[effort]
+    return None  # adaptive and anything newer, without an effort: the model's default
 
 
 def _options(req: am.MessagesRequest, context_length: int | None) -> dict[str, Any]:

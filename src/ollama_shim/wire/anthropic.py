@@ -74,6 +74,10 @@ class ThinkingConfig(msgspec.Struct):
 System = str | list[ContentBlock] | None
 
 
+class OutputConfig(msgspec.Struct):
+    effort: str | None = None  # low | medium | high | xhigh | max
+
+
 class CountTokensRequest(msgspec.Struct):
     model: str = ""
     messages: list[InMessage] | None = None
@@ -81,6 +85,7 @@ class CountTokensRequest(msgspec.Struct):
     tools: list[InTool] | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
+    output_config: OutputConfig | None = None
 
 
 class MessagesRequest(CountTokensRequest):
