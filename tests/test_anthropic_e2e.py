@@ -133,6 +133,19 @@ def test_claude_code_request_sequence(llama_target: Target) -> None:
     assert count.input_tokens > 0
 
 
+def test_prefill_is_continued_and_not_repeated(llama_target: Target) -> None:
+    """llama-server continues a final assistant turn but repeats it first: translated, the repetition is
+    removed; its own /v1/messages (native, forwarded as it is) keeps it."""
+    prefix = "The capital of France is"
+    message = llama_target.client().messages.create(
+        model=llama_target.model, max_tokens=6, messages=[{"role": "user", "content": "What is the capital of France?"},
+                                                          {"role": "assistant", "content": prefix}], **SHORT,
+    )
+    text = message.content[0].text  # type: ignore[union-attr]
+    assert text.startswith(prefix) is llama_target.native
+    assert text.removeprefix(prefix).strip()
+
+
 def test_unknown_model_is_an_anthropic_404(llama_target: Target) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
         llama_target.client().messages.create(model="no-such-model", max_tokens=8, messages=[USER])
@@ -236,6 +249,19 @@ async def test_backend_error_before_the_start_keeps_its_status(fault_shim: str, 
         with pytest.raises(anthropic.RateLimitError) as caught:
             await client.messages.create(model=MODEL, max_tokens=64, messages=[USER], stream=True)
     assert caught.value.body == {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+
+
+async def test_shim_refusals_have_the_anthropic_shape(upstream: FaultUpstream) -> None:
+    async with (
+        shim_in_loop("--backend", upstream.url, "--backend-kind", "generic", "--api-key", "sekrit") as url,
+        httpx.AsyncClient() as http,
+    ):
+        refused = await http.post(url + "/v1/messages?beta=true", json={"model": MODEL, "max_tokens": 8,
+                                                                         "messages": [USER]})
+        other = await http.post(url + "/api/chat", json={"model": MODEL, "messages": [USER]})
+    assert refused.status_code == 401
+    assert refused.json()["type"] == "error" and refused.json()["error"]["type"] == "authentication_error"
+    assert other.status_code == 401 and set(other.json()) == {"error"}
 
 
 async def test_count_tokens_estimate_on_a_generic_backend(fault_shim: str) -> None:

@@ -4,6 +4,7 @@ assembled message, the error object, and the native path's model renaming."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -330,6 +331,34 @@ def test_error_midstream_ends_with_an_error_event() -> None:
     assert events[-1]["type"] == "error"
     assert events[-1]["error"]["type"] == "api_error"
     assert [kind for kind, _ in _blocks(events)] == ["text"]
+
+
+def _sse_text(*pieces: str, finish: str = "stop") -> bytes:
+    frames = [{"choices": [{"index": 0, "delta": {"content": piece}}]} for piece in pieces]
+    frames.append({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    return b"".join(b"data: " + json.dumps(f).encode() + b"\n\n" for f in frames) + b"data: [DONE]\n\n"
+
+
+PREFILL_CASES = [
+    ("echoed, cut inside", ["The ans", "wer is", " 42."], " 42."),
+    ("echoed whole, then more", ["The answer is 42."], " 42."),
+    ("not echoed", [" 42."], " 42."),
+    ("diverges inside the prefix", ["The ans", "w"], "The answ"),
+    ("only the echo", ["The answer", " is"], ""),
+    ("ends inside the prefix", ["The ans"], "The ans"),
+]
+
+
+@pytest.mark.parametrize(("name", "pieces", "text"), PREFILL_CASES, ids=[c[0] for c in PREFILL_CASES])
+def test_prefill_echo_is_removed(name: str, pieces: list[str], text: str) -> None:
+    ctx = dataclasses.replace(CTX, prefill="The answer is")
+    raw = _sse_text(*pieces)
+    for offset in range(0, len(raw), 7):
+        pipeline = StreamPipeline(AnthropicTranslator(ctx, translator(context("chat"))))
+        events = [msgspec.to_builtins(e) for read in cut(raw, [offset]) for e in pipeline.feed(read).chunks]
+        events += [msgspec.to_builtins(e) for e in pipeline.close().chunks]
+        assert "".join(t for _, t in _blocks(events)) == text
+        _check_sequence(events)
 
 
 def test_assembled_message_matches_the_stream() -> None:

@@ -103,7 +103,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         want_tool_calls=plan.want_tool_calls,
     )
     outer = AnthropicContext(
-        model=req.model, message_id=f"msg_{secrets.token_hex(12)}", input_tokens=estimate_input_tokens(req)
+        model=req.model, message_id=f"msg_{secrets.token_hex(12)}", input_tokens=estimate_input_tokens(req),
+        prefill=plan.prefill,
     )
 
     def translator() -> AnthropicTranslator:

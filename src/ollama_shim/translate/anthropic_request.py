@@ -26,7 +26,8 @@ What is mapped (the field table is in ``docs/translation.md``):
   ``output_config.effort`` -> that level (``xhigh`` -> ``high``), else unset. ``budget_tokens`` is
   not sent. ``metadata`` is ignored.
 - A final assistant message is a prefill: the backend continues it (llama.cpp does so by default;
-  vLLM is asked with ``continue_final_message``) and only the new text is returned. Thinking is
+  vLLM is asked with ``continue_final_message``) and only the new text is returned (llama.cpp repeats
+  the prefill before the continuation; the answer translator removes it). Thinking is
   switched off for a prefill, since llama.cpp refuses both together.
 
 May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``, ``ollama_shim.dialect``,
@@ -81,6 +82,15 @@ class MessagesPlan:
     @property
     def hide_thinking(self) -> bool:
         return self.chat.think is False
+
+    @property
+    def prefill(self) -> str:
+        """The final assistant text the backend continues ("" when there is none)."""
+        messages = self.chat.messages or []
+        last = messages[-1] if messages else None
+        if last is None or last.role != "assistant" or last.tool_calls:
+            return ""
+        return last.content
 
 
 def check_messages_request(req: am.MessagesRequest) -> None:
