@@ -163,6 +163,20 @@ def test_bad_requests_are_anthropic_400s(llama_target: Target, body: dict[str, A
     assert answer.json()["type"] == "error" and answer.json()["error"]["type"] == kind
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "translated"])
+def test_llama_router_model_names_both_ways(llama_router: LlamaServer, native: bool) -> None:
+    shim = ShimThread("--backend", llama_router.url, "--first-byte-timeout", "180")
+    shim.settings = dataclasses.replace(shim.settings, translate_native_apis=not native)
+    with shim as url, anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0) as client:
+        names = [m["model"] for m in httpx.get(url + "/api/tags").json()["models"]]
+        model = next(name for name in names if name.lower().startswith("smollm2"))
+        with client.messages.stream(model=model, max_tokens=8, messages=[USER], **SHORT) as stream:
+            final = stream.get_final_message()
+        count = client.messages.count_tokens(model=model, messages=[USER])
+    assert final.model == model and final.content[0].type == "text"
+    assert count.input_tokens > 0
+
+
 # -- LM Studio emulation: tool calls and reasoning ---------------------------------------------------------
 
 
