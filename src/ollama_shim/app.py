@@ -25,7 +25,7 @@ from aiohttp import web
 from .errors import ShimError
 from .loader import Loader
 from .registry import Registry
-from .routes import embed, generation, guard, manage, meta, models, passthrough, responses
+from .routes import anthropic, embed, generation, guard, manage, meta, models, passthrough, responses
 from .routes.http import error_response
 from .routes.lifecycle import LIFECYCLE, Lifecycle
 from .routes.state import STATE, AppState
@@ -54,10 +54,22 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("HEAD", "/api/blobs/{digest}", manage.blobs),
     ("POST", "/api/blobs/{digest}", manage.blobs),
     ("POST", responses.PATH, responses.create),
+    ("POST", anthropic.MESSAGES_PATH, anthropic.messages),
+    ("POST", anthropic.COUNT_TOKENS_PATH, anthropic.count_tokens),
     ("*", "/v1/{tail:.*}", passthrough.forward),  # last: the routes above win over it
 )
 
 _HTTP_TEXT = {404: "404 page not found", 405: "405 method not allowed"}
+
+
+def _error(request: web.Request, status: int, message: str) -> web.Response:
+    """The error in the shape of the API the path belongs to: Anthropic's under /v1/messages,
+    OpenAI's on /v1/responses, Ollama's everywhere else."""
+    if anthropic.is_anthropic_path(request.path):
+        return anthropic.anthropic_error_response(status, message)
+    if request.path == responses.PATH:
+        return responses.error_response(status, message)
+    return error_response(status, message)
 
 
 @web.middleware
@@ -65,18 +77,16 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ShimError as exc:
-        if request.path == responses.PATH:  # the Responses API answers errors in OpenAI's shape
-            return responses.error_response(exc.status, exc.message)
-        return error_response(exc.status, exc.message)
+        return _error(request, exc.status, exc.message)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(413, f"request body is larger than the limit of {request.client_max_size} bytes")
+        return _error(request, 413, f"request body is larger than the limit of {request.client_max_size} bytes")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, _HTTP_TEXT.get(exc.status, exc.reason))
+        return _error(request, exc.status, _HTTP_TEXT.get(exc.status, exc.reason))
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
-        return error_response(500, "internal error in ollama-shim; see its log")
+        return _error(request, 500, "internal error in ollama-shim; see its log")
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -44,6 +44,9 @@ class Dialect:
     strict_json_schema: bool = True
     # Whether every model ``/v1/models`` lists is loaded and served now (vLLM serves what it lists).
     lists_loaded_models: bool = False
+    # The client APIs this backend speaks itself ("messages": Anthropic, "responses": OpenAI
+    # Responses): such requests are forwarded as they are, with only the model name mapped.
+    native_apis: frozenset[str] = frozenset()
 
 
 _STANDARD = frozenset({"temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"})
@@ -56,6 +59,9 @@ LLAMACPP = Dialect(
     json_mode="json_object",
     think_style="chat_template_kwargs",
     stream_upstream=True,
+    # llama-server answers /v1/responses too, but its stream leaves out `content_index` on text
+    # deltas and the openai SDK's stream reader fails on it: that API is translated instead.
+    native_apis=frozenset({"messages"}),
 )
 LMSTUDIO = Dialect(
     kind="lmstudio",

@@ -126,8 +126,9 @@ class NdjsonStream:
                 self.started = True
             await self.response.write(b"".join(_encode(o) + b"\n" for o in objs))
 
-    async def write_error(self, message: str) -> None:
-        """After the first line, an error is one more line and the stream ends (Ollama's rule)."""
+    async def write_error(self, message: str, status: int = 500) -> None:
+        """After the first line, an error is one more line and the stream ends (Ollama's rule); the
+        line has no room for the ``status``."""
         await self.write(ErrorResponse(error=message))
 
     async def finish(self) -> web.StreamResponse:

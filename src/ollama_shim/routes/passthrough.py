@@ -69,7 +69,7 @@ def _connection_listed(headers: MultiMapping[str]) -> set[str]:
     return {name.strip().lower() for value in headers.getall("Connection", ()) for name in value.split(",")}
 
 
-def _request_headers(request: web.Request, state: AppState) -> dict[str, str]:
+def request_headers(request: web.Request, state: AppState) -> dict[str, str]:
     dropped = HOP_BY_HOP | REQUEST_ONLY | _connection_listed(request.headers)
     if request.headers.get("Content-Encoding", "").lower() in DECODED_BY_SERVER:
         dropped |= {"content-encoding"}  # request.read() gives the decoded body
@@ -78,7 +78,7 @@ def _request_headers(request: web.Request, state: AppState) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k.lower() not in dropped}
 
 
-def _response_headers(upstream: ClientResponse, *, decoded: bool = False) -> CIMultiDict[str]:
+def response_headers(upstream: ClientResponse, *, decoded: bool = False) -> CIMultiDict[str]:
     dropped = HOP_BY_HOP | RESPONSE_ONLY | _connection_listed(upstream.headers)
     if decoded:
         dropped |= {"content-encoding"}
@@ -149,13 +149,13 @@ async def forward(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     backend, body = await _route(state, body) if request.method == "POST" else (state.settings.backends[0], body)
     async with state.upstream.forward(
-        backend, request.method, _raw_path_qs(request), _request_headers(request, state), body or None
+        backend, request.method, _raw_path_qs(request), request_headers(request, state), body or None
     ) as upstream:
         if upstream.status >= 400:  # small, and may echo a key: read whole and redacted
             error = await state.upstream.error_body(backend, upstream)
-            headers = _response_headers(upstream, decoded=True)
+            headers = response_headers(upstream, decoded=True)
             return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=error)
-        headers = _response_headers(upstream)
+        headers = response_headers(upstream)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
         await response.prepare(request)
         try:

@@ -4,14 +4,17 @@
 SSE chunks arrive), ``gather`` (the backend streams, the client gets one object assembled from
 it, bounded by ``limits.gathered_bytes``) or ``complete`` (one JSON object each way). The first
 two write or collect what ``translate.pipeline.StreamPipeline`` produces; this module holds no
-decoding or translation of its own. ``stream_through`` and ``gather_through`` run the same loop for
-any other answer shape (a translator and a ``StreamWriter``; ``routes.responses`` uses them).
+decoding or translation of its own.
+
+Other APIs reuse the same loop: ``stream_answer`` and ``gather_answer`` take an ``Answer`` (their
+translator, their ``StreamWriter`` and their assembly of a whole answer); ``SseStream`` writes
+tagged structs as ``event:``/``data:`` frames and a failure after the start as one error frame.
 
 All share the retry rule: only before any byte went to the client, a backend that says no model
 is loaded ("No models loaded", llama.cpp's 503 "Loading model") gets a load request and a bounded
 retry with backoff. Time spent before the backend began on the answer is reported as
-``load_duration``. After the first line, a failure becomes a last ``{"error": ...}`` line; text
-already sent is never sent again. So does a shutdown whose grace period ran out
+``load_duration``. After the first line, a failure becomes a last ``{"error": ...}`` line (or the
+writer's error frame); text already sent is never sent again. So does a shutdown whose grace period ran out
 (``routes.lifecycle``).
 
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
@@ -25,7 +28,8 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -36,7 +40,7 @@ from ..translate.request import Delivery
 from ..translate.response import completion_to_ollama, merge_pieces, text_bytes
 from ..translate.stream import OllamaChunk, StreamContext, StreamTranslator
 from ..wire.openai import ChatCompletion
-from .http import NdjsonStream, json_response
+from .http import NdjsonStream, encode, json_response
 from .lifecycle import SHUTTING_DOWN, lifecycle_of
 from .state import AppState, log
 
@@ -139,44 +143,98 @@ async def _take(produced: Produced[T], take: Callable[[list[T]], Awaitable[None]
         raise produced.error
 
 
-async def stream(
-    request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
-) -> web.StreamResponse:
-    """Upstream SSE -> Ollama NDJSON, chunk by chunk."""
-    return await stream_through(request, state, resolved, path, body, _ollama_translator(ctx), NdjsonStream(request))
-
-
 class StreamWriter(Protocol[T]):
-    """Where ``stream_through`` writes: the chunks as they come; after the first byte, a failure as
-    the format's own last error; then the end."""
+    """Where a streamed answer goes: ``NdjsonStream`` (Ollama) or ``SseStream`` (Anthropic and
+    other event-stream APIs)."""
 
-    started: bool  # the first byte went out: errors can no longer become an HTTP status
+    @property
+    def started(self) -> bool: ...
 
     async def write_many(self, chunks: list[T]) -> None: ...
 
-    async def write_error(self, message: str) -> None: ...
+    async def write_error(self, message: str, status: int = 500) -> None: ...
 
     async def finish(self) -> web.StreamResponse: ...
 
 
-async def stream_through(
-    request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes,
-    make_translator: Callable[[], EventTranslator[T]], out: StreamWriter[T],
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """How one API shapes a streamed answer: the translator (made once the backend's stream opened),
+    the writer of a streamed answer, and the assembly of a gathered one (with each chunk's text
+    size, for ``limits.gathered_bytes``)."""
+
+    make_translator: Callable[[], EventTranslator[T]]
+    open_writer: Callable[[web.Request], StreamWriter[T]]
+    assemble: Callable[[list[T]], object]
+    text_bytes: Callable[[T], int]
+
+
+def _ollama_answer(ctx: StreamContext) -> Answer[OllamaChunk]:
+    return Answer(_ollama_translator(ctx), NdjsonStream, merge_pieces, text_bytes)
+
+
+class SseStream(Generic[T]):
+    """A ``text/event-stream`` response of tagged structs: ``event: <tag>`` and ``data: <JSON>`` per
+    chunk. Once the 200 went out, a failure is one ``event: error`` frame built by ``error_frame``."""
+
+    def __init__(self, request: web.Request, error_frame: Callable[[int, str], object]) -> None:
+        self._request = request
+        self._error_frame = error_frame
+        self.response = web.StreamResponse(
+            status=200, headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+        )
+        self.started = False
+
+    @staticmethod
+    def frame(chunk: object) -> bytes:
+        tag = type(chunk).__struct_config__.tag  # type: ignore[attr-defined]
+        return b"event: " + str(tag).encode() + b"\ndata: " + encode(chunk) + b"\n\n"
+
+    async def write_many(self, chunks: list[T]) -> None:
+        if chunks:
+            await self._start()
+            await self.response.write(b"".join(self.frame(chunk) for chunk in chunks))
+
+    async def write_error(self, message: str, status: int = 500) -> None:
+        await self._start()
+        await self.response.write(self.frame(self._error_frame(status, message)))
+
+    async def finish(self) -> web.StreamResponse:
+        await self._start()
+        await self.response.write_eof()
+        return self.response
+
+    async def _start(self) -> None:
+        if not self.started:
+            await self.response.prepare(self._request)
+            self.started = True
+
+
+async def stream(
+    request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
 ) -> web.StreamResponse:
-    """Upstream SSE -> whatever ``make_translator`` produces, written to ``out`` chunk by chunk."""
+    """Upstream SSE -> Ollama NDJSON, chunk by chunk."""
+    return await stream_answer(request, state, resolved, path, body, _ollama_answer(ctx))
+
+
+async def stream_answer(
+    request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes, answer: Answer[T]
+) -> web.StreamResponse:
+    """Upstream SSE -> the client, chunk by chunk, in the shape ``answer`` gives."""
     async with contextlib.AsyncExitStack() as stack:
-        chunks, pipeline = await _open(stack, state, resolved, path, body, make_translator)
+        chunks, pipeline = await _open(stack, state, resolved, path, body, answer.make_translator)
+        out = answer.open_writer(request)
         try:
             await _drive(chunks, pipeline, out.write_many)
         except ShimError as exc:
             if not out.started:
                 raise  # nothing was sent: the error boundary answers with the right status
             log.warning("stream from %s broke: %s", resolved.backend.root, exc.message)
-            await out.write_error(exc.message)
+            await out.write_error(exc.message, exc.status)
         except asyncio.CancelledError:
             if not out.started or not lifecycle_of(request).absorb():
                 raise  # the client left, or nothing was sent yet (the lifecycle middleware answers 503)
-            await out.write_error(SHUTTING_DOWN)  # the server is stopping and the grace period is over
+            await out.write_error(SHUTTING_DOWN, 503)  # the server is stopping and the grace period is over
         return await out.finish()
 
 
@@ -184,28 +242,28 @@ async def gather(state: AppState, resolved: Resolved, path: str, body: bytes, ct
     """A streamed upstream answer assembled into one Ollama object (``stream: false`` on a backend
     whose dialect says ``stream_upstream``), so that a client that leaves stops the backend too.
     More than ``limits.gathered_bytes`` of text is a 502."""
+    return await gather_answer(state, resolved, path, body, _ollama_answer(ctx))
+
+
+async def gather_answer(
+    state: AppState, resolved: Resolved, path: str, body: bytes, answer: Answer[T]
+) -> web.Response:
+    """A streamed upstream answer assembled into one object by ``answer``; over
+    ``limits.gathered_bytes`` of text it is a 502."""
     limit = state.settings.limits.gathered_bytes
-    pieces: list[OllamaChunk] = []
+    pieces: list[T] = []
     size = 0
 
-    async def keep(chunks: list[OllamaChunk]) -> None:
+    async def keep(chunks: list[T]) -> None:
         nonlocal size
         pieces.extend(chunks)
-        size += sum(text_bytes(chunk) for chunk in chunks)
+        size += sum(answer.text_bytes(chunk) for chunk in chunks)
         if size > limit:
             raise UpstreamProtocol(
                 f"backend at {resolved.backend.root} sent an answer longer than the limit of {limit} bytes"
             )
 
-    await gather_through(state, resolved, path, body, _ollama_translator(ctx), keep)
-    return json_response(merge_pieces(pieces))
-
-
-async def gather_through(
-    state: AppState, resolved: Resolved, path: str, body: bytes, make_translator: Callable[[], EventTranslator[T]],
-    keep: Callable[[list[T]], Awaitable[None]],
-) -> None:
-    """Upstream SSE -> whatever ``make_translator`` produces, handed to ``keep`` (which bounds it)."""
     async with contextlib.AsyncExitStack() as stack:
-        chunks, pipeline = await _open(stack, state, resolved, path, body, make_translator)
+        chunks, pipeline = await _open(stack, state, resolved, path, body, answer.make_translator)
         await _drive(chunks, pipeline, keep)
+    return json_response(answer.assemble(pieces))

@@ -33,11 +33,12 @@ from ..translate.responses_stream import ResponsesTranslator
 from ..translate.stream import StreamContext, StreamTranslator
 from ..wire import responses as rw
 from ..wire.openai import ChatCompletion
-from . import relay
+from . import native, relay
 from .http import JSON_TYPE, encode, json_response, read_body
 from .state import AppState, state_of
 
 PATH = "/v1/responses"
+NATIVE_API = "responses"  # the name in Dialect.native_apis
 SSE_TYPE = "text/event-stream"
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
@@ -72,7 +73,7 @@ class ResponsesEventStream:
         self._next_sequence = events[-1].sequence_number + 1
         await self.response.write(b"".join(frame(event) for event in events))
 
-    async def write_error(self, message: str) -> None:
+    async def write_error(self, message: str, status: int = 500) -> None:
         await self.write_many([rw.ErrorEvent(sequence_number=self._next_sequence, message=message)])
 
     async def finish(self) -> web.StreamResponse:
@@ -95,11 +96,14 @@ def new_response_id() -> str:
     return f"resp_{secrets.token_hex(12)}"
 
 
-def _serves_natively(resolved: Resolved) -> bool:
-    """NATIVE PATH: whether ``resolved``'s backend answers ``/v1/responses`` itself, so the request
-    could be forwarded (model name mapped both ways) instead of translated. Always False until the
-    native forwarding (``routes.native``) is plugged in here."""
-    return False
+def _serves_natively(state: AppState, resolved: Resolved) -> bool:
+    """Whether ``resolved``'s backend answers ``/v1/responses`` itself, so the request is forwarded
+    (model name mapped both ways) instead of translated; ``--translate-native-apis`` says no."""
+    return NATIVE_API in resolved.dialect.native_apis and not state.settings.translate_native_apis
+
+
+def _error_frame(status: int, message: str) -> bytes:
+    return frame(rw.ErrorEvent(sequence_number=0, message=message))
 
 
 async def create(request: web.Request) -> web.StreamResponse:
@@ -110,8 +114,10 @@ async def create(request: web.Request) -> web.StreamResponse:
     resolved = await state.registry.resolve(req.model)
     if COMPLETION not in resolved.record.capabilities:
         raise BadRequest(f'"{req.model}" does not support chat')
-    if _serves_natively(resolved):
-        raise AssertionError("native forwarding of /v1/responses is not plugged in yet")  # NATIVE PATH goes here
+    if _serves_natively(state, resolved):
+        return await native.forward_json(
+            request, state, resolved, PATH, await native.raw_object(request), req.model, _error_frame
+        )
     delivery = Delivery.choose(bool(req.stream), resolved.dialect)
     plan = chat_request_to_openai(chat, resolved.record.upstream_id, resolved.dialect, delivery)
     state.note_ignored(plan.ignored_options, resolved.dialect.kind)
@@ -127,22 +133,21 @@ async def create(request: web.Request) -> web.StreamResponse:
         made.append(translator)
         return translator
 
+    def final(_: list[rw.ResponsesEvent]) -> rw.ResponseObject:
+        response = made[-1].response
+        if response is None:
+            raise AssertionError("the translator finished without a response object")
+        return response
+
+    # The translator bounds the text it assembles itself (max_text_bytes): events count as 0 here.
+    answer = relay.Answer(make, ResponsesEventStream, final, lambda _: 0)
     body = encode(plan.request)
     if delivery is Delivery.STREAM:
-        out = ResponsesEventStream(request)
-        return await relay.stream_through(request, state, resolved, plan.path, body, make, out)
+        return await relay.stream_answer(request, state, resolved, plan.path, body, answer)
     if delivery is Delivery.GATHER:
-        await relay.gather_through(state, resolved, plan.path, body, make, _discard)
-    else:
-        await _whole(state, resolved, plan.path, body, make())
-    final = made[-1].response
-    if final is None:
-        raise AssertionError("the translator finished without a response object")
-    return json_response(final)
-
-
-async def _discard(events: list[rw.ResponsesEvent]) -> None:
-    """Gathering keeps nothing but what the translator assembles (bounded by it)."""
+        return await relay.gather_answer(state, resolved, plan.path, body, answer)
+    await _whole(state, resolved, plan.path, body, make())
+    return json_response(final([]))
 
 
 async def _whole(state: AppState, resolved: Resolved, path: str, body: bytes, translator: ResponsesTranslator) -> None:

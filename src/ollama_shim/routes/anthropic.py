@@ -1,0 +1,151 @@
+"""``POST /v1/messages`` and ``POST /v1/messages/count_tokens``: the Anthropic Messages API.
+
+A model whose backend speaks the API itself (``"messages"`` in its dialect's ``native_apis``) gets
+the request forwarded (``routes.native``) unless ``Settings.translate_native_apis`` is set. Elsewhere
+the request is translated (``translate.anthropic_request``) onto the backend's chat completions and
+the answer comes back through the relay's pipeline as Anthropic events
+(``translate.anthropic_stream``): streamed as an event stream, or assembled into one ``message``
+for ``stream: false`` (the backend streams either way, so a client that leaves stops it).
+
+The model is resolved as for ``/api/chat``; answers carry the name the client sent. The query
+(``?beta=true``) and the ``anthropic-version``/``anthropic-beta`` headers are accepted and ignored.
+Every error under ``/v1/messages`` has Anthropic's shape (``anthropic_error_response``, used by the
+application's error boundary); after a stream began it is one ``event: error`` frame.
+
+``count_tokens``: natively where the backend has it; on llama.cpp otherwise the translated request
+rendered by ``/apply-template`` and counted by ``/tokenize``; elsewhere the estimate of
+``translate.anthropic_request.estimate_input_tokens`` (ceil(characters / 4) plus 4 per message).
+
+May import: aiohttp.web, msgspec, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
+``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+
+import msgspec
+from aiohttp import web
+
+from ..errors import BadRequest, UpstreamStatus
+from ..registry import Resolved
+from ..translate.anthropic_request import (
+    check_messages_request,
+    estimate_input_tokens,
+    messages_request_to_openai,
+)
+from ..translate.anthropic_stream import (
+    AnthropicContext,
+    AnthropicTranslator,
+    assemble_message,
+    error_object,
+    event_text_bytes,
+)
+from ..translate.catalog import COMPLETION
+from ..translate.stream import StreamContext, StreamTranslator
+from ..wire import anthropic as am
+from . import native, relay
+from .http import encode, json_response, read_body
+from .state import AppState, state_of
+
+MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+NATIVE_API = "messages"
+_NO_TOKENIZER = (404, 405, 501)  # an older llama-server without /apply-template: estimate instead
+
+
+def is_anthropic_path(path: str) -> bool:
+    """Whether errors on ``path`` are answered in Anthropic's shape."""
+    return path == MESSAGES_PATH or path.startswith(MESSAGES_PATH + "/")
+
+
+def anthropic_error_response(status: int, message: str) -> web.Response:
+    return json_response(error_object(status, message), status)
+
+
+def _error_frame(status: int, message: str) -> bytes:
+    return relay.SseStream.frame(error_object(status, message))
+
+
+def _is_native(state: AppState, resolved: Resolved) -> bool:
+    return NATIVE_API in resolved.dialect.native_apis and not state.settings.translate_native_apis
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    started_ns = time.monotonic_ns()
+    req = await read_body(request, am.MessagesRequest)
+    check_messages_request(req)
+    state = state_of(request)
+    resolved = await state.registry.resolve(req.model)
+    if _is_native(state, resolved):
+        return await native.forward_json(
+            request, state, resolved, MESSAGES_PATH, await native.raw_object(request), req.model, _error_frame
+        )
+    if COMPLETION not in resolved.record.capabilities:
+        raise BadRequest(f'"{req.model}" does not support chat')
+    plan = messages_request_to_openai(
+        req, resolved.record.upstream_id, resolved.dialect, context_length=resolved.record.context_length
+    )
+    state.note_ignored(plan.ignored_options, resolved.dialect.kind)
+    inner = StreamContext(
+        model=req.model, endpoint="chat", started_ns=started_ns, hide_thinking=plan.hide_thinking,
+        want_tool_calls=plan.want_tool_calls,
+    )
+    outer = AnthropicContext(
+        model=req.model, message_id=f"msg_{secrets.token_hex(12)}", input_tokens=estimate_input_tokens(req),
+        prefill=plan.prefill,
+    )
+
+    def translator() -> AnthropicTranslator:
+        loaded = dataclasses.replace(inner, load_ns=time.monotonic_ns() - started_ns)
+        return AnthropicTranslator(outer, StreamTranslator(loaded))
+
+    def writer(client: web.Request) -> relay.SseStream[am.StreamEvent]:
+        return relay.SseStream(client, error_object)
+
+    answer = relay.Answer(translator, writer, assemble_message, event_text_bytes)
+    body = encode(plan.request)
+    if req.stream:
+        return await relay.stream_answer(request, state, resolved, plan.path, body, answer)
+    return await relay.gather_answer(state, resolved, plan.path, body, answer)
+
+
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    req = await read_body(request, am.CountTokensRequest)
+    if not req.model:
+        raise BadRequest("model is required")
+    if not req.messages:
+        raise BadRequest("messages is required")
+    state = state_of(request)
+    resolved = await state.registry.resolve(req.model)
+    if _is_native(state, resolved):
+        return await native.forward_json(
+            request, state, resolved, COUNT_TOKENS_PATH, await native.raw_object(request), req.model, _error_frame
+        )
+    count = await _llamacpp_count(state, resolved, req) if resolved.dialect.kind == "llamacpp" else None
+    return json_response(am.TokenCount(input_tokens=count if count is not None else estimate_input_tokens(req)))
+
+
+async def _llamacpp_count(state: AppState, resolved: Resolved, req: am.CountTokensRequest) -> int | None:
+    """The prompt's exact size: the translated chat rendered by the model's template, then tokenized.
+    None when this llama-server has no ``/apply-template``."""
+    full = am.MessagesRequest(**msgspec.structs.asdict(req), max_tokens=1)
+    plan = messages_request_to_openai(full, resolved.record.upstream_id, resolved.dialect)
+    model = resolved.record.upstream_id
+
+    async def attempt() -> int:
+        rendered = await state.upstream.post_json(
+            resolved.backend, "/apply-template", encode(plan.request), am.ApplyTemplateAnswer
+        )
+        tokenize = am.TokenizeRequest(content=rendered.prompt, model=model)
+        answer = await state.upstream.post_json(resolved.backend, "/tokenize", encode(tokenize), am.TokenizeAnswer)
+        return len(answer.tokens)
+
+    try:
+        return await relay.with_load_retry(state, resolved, attempt)
+    except UpstreamStatus as exc:
+        if exc.status in _NO_TOKENIZER:
+            return None
+        raise
