@@ -119,6 +119,16 @@ async def test_jit_off_is_seen_in_the_model_lists_without_a_request_failing(
     assert "lists only the loaded models" in backend["jit_loading_how"]
 
 
+async def test_a_long_model_list_is_read_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    many = [Model(f"model-{i:04d}-{'x' * 120}") for i in range(600)]  # /v1/models is over 64 KiB
+    async with LMStudioEmulation(many) as lms:
+        code, report = await run_json(capsys, lms.url)
+    backend = only_backend(report)
+    assert code == 0
+    assert len(backend["models"]) == 600
+    assert backend["jit_loading"] == "on"  # the unloaded models were seen in /v1/models
+
+
 async def test_no_models(capsys: pytest.CaptureFixture[str]) -> None:
     async with LMStudioEmulation([]) as lms:
         code, report = await run_json(capsys, lms.url)

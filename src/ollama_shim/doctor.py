@@ -230,11 +230,12 @@ async def _model_list(quick: Upstream, backend: Backend) -> list[ModelEntry]:
         raise _Unusable(_wrong_port(backend, "a web page (HTML)"))
     if status >= 400:
         raise _Unusable(refused(backend, status, error_message(head)[:200] or "no message"))
-    if len(head) > _HEAD_BYTES:  # large: let the catalog read (bounded by its own limit) decode it
-        return []
     try:
-        listing = msgspec.json.decode(head, type=ModelListEntries)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        if len(head) > _HEAD_BYTES:  # a long list: read it again whole, under the catalog's own limit
+            listing = await quick.get_json(backend, "/v1/models", ModelListEntries)
+        else:
+            listing = msgspec.json.decode(head, type=ModelListEntries)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UpstreamError):
         raise _Unusable(_wrong_port(backend, "something that is not a model list")) from None
     return catalog.decode_each(listing.data, ModelEntry, lambda name: ModelEntry(id=name))
 
