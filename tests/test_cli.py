@@ -130,7 +130,9 @@ def test_busy_port() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(_command("--listen", f"127.0.0.1:{port}"), capture_output=True, text=True,
+        # A backend is named so that the real command does not probe this machine's usual ports.
+        result = subprocess.run(_command("--listen", f"127.0.0.1:{port}", "--backend", "http://127.0.0.1:9"),
+                                capture_output=True, text=True,
                                 timeout=30, env=ENV)
     assert result.returncode == 2
     assert result.stderr.strip() == (f"ollama-shim: error: cannot listen on 127.0.0.1:{port}: "

@@ -15,6 +15,7 @@ from ollama_shim.settings import (
     Settings,
     SettingsError,
     build_parser,
+    command_of,
     load_settings,
     normalize_backend_url,
     parse_ollama_host,
@@ -75,7 +76,7 @@ def test_backend_url_with_credentials_is_refused(url: str) -> None:
 def test_defaults() -> None:
     s = load_settings([], {})
     assert (s.host, s.port) == ("127.0.0.1", 11434)
-    assert s.backends == (Backend("http://127.0.0.1:1234"),)
+    assert s.backends == ()  # none configured: the server looks for one at start (discovery)
     assert s.api_key is None and s.origins == ()
 
 
@@ -263,3 +264,23 @@ def test_help_names_flag_variable_and_default_of_every_option() -> None:
         assert option.flag in text
         assert option.env in text
     assert "(default 10.0)" in text  # head timeout, read from the dataclass default
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [(["doctor", "--json"], {}), (["--json", "doctor"], {}), (["doctor"], {"OLLAMA_SHIM_JSON": "1"})],
+    ids=["flag-after", "flag-before", "env"],
+)
+def test_json_is_a_bare_switch(argv: list[str], env: dict[str, str]) -> None:
+    assert load_settings(argv, env).json_output is True
+    assert command_of(argv) == "doctor"
+
+
+def test_the_command_defaults_to_serve_and_json_to_off() -> None:
+    assert command_of(["--listen", ":7000"]) == "serve"
+    assert load_settings([], {}).json_output is False
+
+
+def test_an_unknown_command_is_refused() -> None:
+    with pytest.raises(SettingsError, match="invalid choice"):
+        command_of(["stop"])

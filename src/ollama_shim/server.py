@@ -8,8 +8,12 @@ closes first, running requests get ``shutdown_grace`` seconds, and streams still
 end with an error line (``routes.lifecycle``); the process then exits 0. A worker (``supervisor``
 given) also stops when its supervisor process is gone.
 
+No backend configured: ``discovery.resolve`` looks for one before the app is built, and with none
+found ``routes.no_backend`` makes every route that needs one answer how to get one.
+
 May import: aiohttp.web, asyncio, logging, signal, stdlib, ``ollama_shim.app``, ``ollama_shim.connections``,
-``ollama_shim.routes.lifecycle``, ``ollama_shim.settings``.
+``ollama_shim.discovery``, ``ollama_shim.routes.lifecycle``, ``ollama_shim.routes.no_backend``,
+``ollama_shim.settings``.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Sequence
 
 from aiohttp import web
 
+from . import discovery
 from .app import create_app
 from .connections import ShimRunner, raise_open_file_limit
+from .routes import no_backend
 from .routes.lifecycle import LIFECYCLE
 from .settings import Settings, is_loopback
 
@@ -44,9 +51,17 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-async def start(settings: Settings, *, reuse_port: bool = False) -> web.AppRunner:
-    """Bind and start serving; return the runner (``await runner.cleanup()`` stops it)."""
-    runner = ShimRunner(create_app(settings), settings.connections, handler_cancellation=True, access_log=None,
+async def start(settings: Settings, *, reuse_port: bool = False,
+                candidates: Sequence[discovery.Candidate] = discovery.WELL_KNOWN) -> web.AppRunner:
+    """Bind and start serving; return the runner (``await runner.cleanup()`` stops it).
+
+    With no backend configured, the usual local ports (``candidates``) are probed first and
+    what answers is used; with none found every route that needs one answers how to get one."""
+    settings, hint = await discovery.resolve(settings, candidates)
+    app = create_app(settings)
+    if hint is not None:
+        no_backend.install(app, hint)
+    runner = ShimRunner(app, settings.connections, handler_cancellation=True, access_log=None,
                         shutdown_timeout=settings.shutdown_grace)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
@@ -55,7 +70,7 @@ async def start(settings: Settings, *, reuse_port: bool = False) -> web.AppRunne
     except OSError as exc:
         await runner.cleanup()
         raise cannot_listen(settings, exc) from None
-    backends = ", ".join(f"{b.root} ({b.kind})" for b in settings.backends)
+    backends = ", ".join(f"{b.root} ({b.kind})" for b in settings.backends) or "none"
     log.info("ollama-shim listening on http://%s:%d; backends: %s", settings.host, settings.port, backends)
     warning = exposure_warning(settings)
     if warning:

@@ -29,7 +29,6 @@ from typing import Any, NoReturn
 
 from .dialect import DIALECTS
 
-DEFAULT_BACKEND = "http://127.0.0.1:1234"  # LM Studio's default port
 DEFAULT_LISTEN = "127.0.0.1:11434"
 DEFAULT_OLLAMA_VERSION = "0.32.10"
 BACKEND_KINDS = ("auto", *DIALECTS)
@@ -110,7 +109,8 @@ DEFAULT_PASSTHROUGH = (
 class Settings:
     host: str = "127.0.0.1"
     port: int = 11434
-    backends: tuple[Backend, ...] = (Backend(DEFAULT_BACKEND),)
+    # Empty: none configured, so the server looks for one on the usual local ports at start.
+    backends: tuple[Backend, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     connections: Connections = field(default_factory=Connections)
@@ -128,6 +128,8 @@ class Settings:
     data_dir: str = ""
     # Translate /v1/messages and /v1/responses even for a backend that speaks them itself.
     translate_native_apis: bool = False
+    # ``doctor --json``: print the report as JSON for scripts.
+    json_output: bool = False
 
 
 # ---------------------------------------------------------------------------
@@ -318,6 +320,7 @@ class Option:
     target: str | None = None
     repeat: bool = False  # a list: a repeatable flag, a comma-separated variable, a TOML array
     secret: bool = False  # an empty variable is refused rather than ignored; no default shown
+    bare: bool = False  # on the command line a flag without a value (``--json``), meaning true
 
     @property
     def flag(self) -> str:
@@ -340,7 +343,8 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("listen", _text, "HOST:PORT to listen on (default: OLLAMA_HOST, else 127.0.0.1:11434)"),
-    Option("backend", _strings, f"backend base URL, repeatable (default {DEFAULT_BACKEND}, LM Studio)", repeat=True),
+    Option("backend", _strings, "backend base URL, repeatable (default: a local server found on the usual ports)",
+           repeat=True),
     Option("backend_key", _strings, "bearer token for the backend of the same position, repeatable", repeat=True),
     Option("backend_kind", _strings, f"backend kind for the same position: {', '.join(BACKEND_KINDS)}",
            repeat=True),
@@ -377,6 +381,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("translate_native_apis", _switch,
            "translate /v1/messages and /v1/responses even where the backend speaks them", "translate_native_apis"),
     Option("shutdown_grace", _seconds, "seconds running streams may take to finish at shutdown", "shutdown_grace"),
+    Option("json", _switch, "doctor: print the report as JSON", "json_output", bare=True),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 _DEFAULTS = Settings()
@@ -402,10 +407,24 @@ def _help(option: Option) -> str:
     return " ".join(parts)
 
 
+COMMANDS = ("serve", "doctor")
+
+
+def command_of(argv: Sequence[str]) -> str:
+    """The command ``argv`` names (``serve`` when none); ``SettingsError`` for a bad one."""
+    command: str = build_parser().parse_args(list(argv)).command
+    return command
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="ollama-shim", description="Serve the Ollama API over an OpenAI-compatible backend.")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve"], help="what to do (default: serve)")
+    parser.add_argument("command", nargs="?", default="serve", choices=COMMANDS,
+                        help="serve, or doctor: check the backends and say what is wrong (default: serve)")
     for option in OPTIONS:
+        if option.bare:
+            parser.add_argument(option.flag, dest=option.name, action="store_const", const=True, default=None,
+                                help=_help(option))
+            continue
         parser.add_argument(option.flag, dest=option.name, action="append" if option.repeat else "store",
                             default=None, help=_help(option))
     return parser
@@ -471,7 +490,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         _DEFAULTS,
         host=host,
         port=port,
-        backends=_backends(values.get("backend") or [DEFAULT_BACKEND], values.get("backend_key", ()),
+        backends=_backends(values.get("backend") or [], values.get("backend_key", ()),
                            values.get("backend_kind", ())),
         origins=(*origins, *(o.strip() for o in values.get("origins", ()))),
         timeouts=Timeouts(**groups["timeouts"]),
