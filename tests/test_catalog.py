@@ -401,7 +401,8 @@ def test_vision_from_entry_architecture(architecture: dict[str, object] | None, 
     [
         ({"vision": True, "trained_for_tool_use": True}, ("completion", "tools", "vision"),
          ("embedding", "thinking")),
-        ({"vision": False, "trained_for_tool_use": False}, ("completion",), ("tools", "vision", "embedding", "thinking")),
+        ({"vision": False, "trained_for_tool_use": False}, ("completion",),
+         ("tools", "vision", "embedding", "thinking")),
         (None, ("completion", "tools"), ("embedding",)),  # no flags: the id's hints for the rest
     ],
 )
@@ -422,7 +423,8 @@ def test_lmstudio_v1_capability_flags(
     ("remembered", "seen", "expected"),
     [
         (None, ModelFacts(size=5), ModelFacts(size=5, first_seen_ns=NOW)),  # first sight: stamped
-        (ModelFacts(size=5, tools=False, first_seen_ns=1), ModelFacts(), ModelFacts(size=5, tools=False, first_seen_ns=1)),
+        (ModelFacts(size=5, tools=False, first_seen_ns=1), ModelFacts(),
+         ModelFacts(size=5, tools=False, first_seen_ns=1)),  # nothing said now: what was said stays
         (ModelFacts(size=5, first_seen_ns=1), ModelFacts(size=6), ModelFacts(size=6, first_seen_ns=1)),  # news wins
         (ModelFacts(tools=True, first_seen_ns=1), ModelFacts(tools=False), ModelFacts(tools=False, first_seen_ns=1)),
         (ModelFacts(first_seen_ns=1), ModelFacts(first_seen_ns=9), ModelFacts(first_seen_ns=1)),  # never moves
@@ -507,3 +509,16 @@ def test_template_is_never_the_backends_jinja() -> None:
     assert "{%" not in catalog.to_show_response(rec).template
     assert catalog.to_show_response(replace(unloaded, capabilities=rec.capabilities)).template == \
         catalog.to_show_response(rec).template
+
+
+@pytest.mark.parametrize(
+    ("facts", "ctx"),
+    [
+        (ModelFacts(context_length=1024, configured_context_length=4096, max_context_length=8192), 1024),  # seen
+        (ModelFacts(configured_context_length=4096, max_context_length=8192), 4096),  # what a router will start
+        (ModelFacts(max_context_length=8192), 8192),  # what it was trained for
+        (ModelFacts(), None),
+    ],
+)
+def test_context_length_prefers_what_was_seen_running(facts: ModelFacts, ctx: int | None) -> None:
+    assert catalog.record_of(catalog.Sighting("m", facts)).context_length == ctx

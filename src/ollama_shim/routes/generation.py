@@ -92,11 +92,8 @@ def _check_can_answer(resolved: Resolved, req: GenerationRequest) -> None:
 
 def _check_images(resolved: Resolved, req: GenerationRequest) -> None:
     """Images for a model its backend says cannot see: 400 here rather than the backend's 500."""
-    if isinstance(req, ow.ChatRequest):
-        has_images = any(m.images for m in req.messages or ())
-    else:
-        has_images = bool(req.images)
-    if has_images and resolved.record.lacks(VISION):
+    messages = (req.messages or []) if isinstance(req, ow.ChatRequest) else [req]  # generate: its own images
+    if any(m.images for m in messages) and resolved.record.lacks(VISION):
         raise BadRequest(f'"{req.model}" does not support images')
 
 

@@ -85,7 +85,8 @@ class ModelFacts:
     parameter_count: int | None = None
     parameter_size: str | None = None
     quantization_level: str | None = None
-    context_length: int | None = None  # the context it runs (or will be started) with
+    context_length: int | None = None  # the context it was last seen running with
+    configured_context_length: int | None = None  # the context a llama.cpp router will start it with
     max_context_length: int | None = None  # what it was trained for
     embedding_length: int | None = None
     vocab_size: int | None = None
@@ -340,10 +341,10 @@ def embeddings_from_args(args: list[str] | None) -> bool | None:
     return any(arg in _EMBEDDING_FLAGS for arg in args)
 
 
-def _llamacpp_context(meta: LlamaCppMeta, props: LlamaCppProps | None, status: LlamaCppStatus) -> int | None:
-    """The slot's context while loaded, else the one a router will start the model with."""
+def _llamacpp_context(meta: LlamaCppMeta, props: LlamaCppProps | None) -> int | None:
+    """The context a loaded model runs with (newer builds say it in ``meta``, all in ``/props``)."""
     slot = props.default_generation_settings if props else None
-    candidates = (meta.n_ctx, slot.n_ctx if slot else None, context_from_args(status.args))
+    candidates = (meta.n_ctx, slot.n_ctx if slot else None)
     return next((ctx for ctx in candidates if within(ctx, _MAX_CONTEXT)), None)
 
 
@@ -365,7 +366,8 @@ def seen_in_llamacpp(entry: ModelEntry, props: LlamaCppProps | None, *, embeddin
         parameter_count=n_params,
         parameter_size=human_number(n_params) if n_params else None,
         quantization_level=quantization_from_ftype(meta.ftype or "") or None,
-        context_length=_llamacpp_context(meta, props, status),
+        context_length=_llamacpp_context(meta, props),
+        configured_context_length=context_from_args(status.args),
         max_context_length=within(meta.n_ctx_train, _MAX_CONTEXT),
         embedding_length=within(meta.n_embd, _MAX_WIDTH),
         vocab_size=within(meta.n_vocab, _MAX_WIDTH),
@@ -484,7 +486,7 @@ def record_of(sighting: Sighting, facts: ModelFacts | None = None) -> ModelRecor
         quantization_level=known.quantization_level or infer_quantization(upstream_id),
         format=known.format or "",
         size=known.size or 0,
-        context_length=known.context_length or known.max_context_length,
+        context_length=known.context_length or known.configured_context_length or known.max_context_length,
         max_context_length=known.max_context_length,
         embedding_length=known.embedding_length,
         vocab_size=known.vocab_size,
