@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -29,6 +30,7 @@ SHORT = [{"role": "user", "content": "Reply with just the word: hello"}]  # ends
 GREEDY = {"temperature": 0, "seed": 42}
 MODELS = llama.MODELS_DIR.relative_to(ROOT)
 SMOLLM2 = llama.model_file(llama.SMOLLM2).relative_to(ROOT)
+GEMMA = llama.model_file(llama.GEMMA).relative_to(ROOT)
 
 
 def raw_post(url: str, body: dict[str, Any]) -> tuple[int, bytes]:
@@ -97,6 +99,22 @@ def record_router() -> None:
         save_json("llamacpp_router_unknown_model", *srv.post("/v1/chat/completions", unknown))
 
 
+def record_gemma() -> None:
+    """gemma-3-270m ships no chat template: what llama-server says it will do instead."""
+    with llama.single(GEMMA, name="record-gemma") as srv:
+        save_json("llamacpp_props_gemma", *srv.get("/props"))
+    with llama.router(MODELS, name="record-router-gemma") as srv:
+        model = Path(llama.GEMMA).stem
+        srv.post("/models/load", {"model": model})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the load answers at once; the child starts behind it
+            status, props = srv.get(f"/props?model={model}&autoload=false")
+            if status == 200:
+                break
+            time.sleep(0.5)
+        save_json("llamacpp_router_props_model_gemma", status, props)
+
+
 def record_embed() -> None:
     with llama.embeddings(SMOLLM2, name="record-embed") as srv:
         save_json("llamacpp_embeddings", *srv.post("/v1/embeddings", {"input": ["hello", "world"]}))
@@ -107,6 +125,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     record_single()
     record_router()
+    record_gemma()
     record_embed()
     return 0
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from ollama_shim.translate import catalog
-from ollama_shim.translate.catalog import ModelRecord
+from ollama_shim.translate.catalog import ModelFacts, ModelRecord
 from ollama_shim.wire.backends import LlamaCppGenerationSettings, LlamaCppProps, LMStudioV0Model, LMStudioV1Model
 from ollama_shim.wire.openai import ModelEntry
 
@@ -284,3 +286,239 @@ def test_decode_each_keeps_every_entry_it_can(entries: bytes, decoded: list[str]
     raws = [msgspec.Raw(msgspec.json.encode(x)) for x in msgspec.json.decode(entries)]
     out = catalog.decode_each(raws, ModelEntry, lambda name: ModelEntry(id=f"{name} (by name)"))
     assert [e.id for e in out] == decoded
+
+
+# -- capabilities from what the backend says; the id's hints only where it says nothing ----------------
+
+RECORDED = Path(__file__).parent / "fixtures" / "recorded"
+
+
+def _recorded_props(name: str) -> LlamaCppProps:
+    return msgspec.json.decode((RECORDED / name).read_bytes(), type=LlamaCppProps)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "upstream_id"),
+    [
+        ("llamacpp_props.json", "SmolLM2-135M-Instruct.Q4_1"),  # single mode
+        ("llamacpp_router_props_model.json", "SmolLM2-135M-Instruct.Q4_1"),  # router ?model=
+        ("llamacpp_props_gemma.json", "gemma-3-270m-q4_k_m"),  # no template in the GGUF: ChatML stands in
+        ("llamacpp_router_props_model_gemma.json", "gemma-3-270m-q4_k_m"),
+    ],
+)
+def test_recorded_tiny_models_have_no_tools(fixture: str, upstream_id: str) -> None:
+    props = _recorded_props(fixture)
+    rec = catalog.record_from_llamacpp(msgspec.convert({"id": upstream_id}, ModelEntry), props, NOW)
+    assert rec.capabilities == ("completion",)
+    assert rec.denied == ("tools", "vision", "thinking")
+
+
+_CAPS_ALL_TRUE: dict[str, object] = {"supports_tools": True, "supports_tool_calls": True}
+
+
+@pytest.mark.parametrize(
+    ("props", "caps"),
+    [
+        # chat_template_caps decide tools: both render-tests must pass
+        (LlamaCppProps(chat_template="t", chat_template_caps=_CAPS_ALL_TRUE), ("completion", "tools")),
+        (LlamaCppProps(chat_template="t", chat_template_caps={"supports_tools": False}), ("completion",)),
+        (LlamaCppProps(chat_template="t", chat_template_caps={"supports_tools": True, "supports_tool_calls": False}),
+         ("completion",)),
+        (LlamaCppProps(chat_template="t", chat_template_caps={}), ("completion", "tools")),  # absent keys: true
+        # an older build without caps: the id's hint (llama -> tools)
+        (LlamaCppProps(chat_template="t"), ("completion", "tools")),
+        # thinking from the template, or a reasoning_effort switch
+        (LlamaCppProps(chat_template="{% if enable_thinking %}", chat_template_caps={}),
+         ("completion", "tools", "thinking")),
+        (LlamaCppProps(chat_template="x", chat_template_caps={"supports_reasoning_effort": True}),
+         ("completion", "tools", "thinking")),
+        # vision from modalities
+        (LlamaCppProps(chat_template="t", chat_template_caps={}, modalities={"vision": True}),
+         ("completion", "tools", "vision")),
+        # not loaded (router): nothing said, the id's hints
+        (None, ("completion", "tools")),
+    ],
+)
+def test_llamacpp_capabilities_from_props(props: LlamaCppProps | None, caps: tuple[str, ...]) -> None:
+    entry = msgspec.convert({"id": "llama-3-8b"}, ModelEntry)
+    assert catalog.record_from_llamacpp(entry, props, NOW).capabilities == caps
+
+
+@pytest.mark.parametrize(
+    ("args", "embedding"),
+    [(["llama-server", "--embeddings", "--pooling", "mean"], True), (["--embedding"], True),
+     (["--pooling", "mean"], False),  # pooling alone: llama-server still answers 501
+     (["--ctx-size", "2048"], False), (None, None)],
+)
+def test_embeddings_from_router_args(args: list[str] | None, embedding: bool | None) -> None:
+    assert catalog.embeddings_from_args(args) is embedding
+
+
+@pytest.mark.parametrize(
+    ("status", "embeddings", "caps"),
+    [
+        ({"value": "unloaded", "args": ["--embeddings"]}, None, ("completion", "tools", "embedding")),
+        ({"value": "loaded", "args": ["--embeddings"]}, None, ("completion", "embedding")),  # + props
+        ({"value": "loaded", "args": ["--ctx-size", "1"]}, None, ("completion",)),
+        (None, True, ("completion", "embedding")),  # a single server, probed
+        (None, False, ("completion",)),
+    ],
+)
+def test_llamacpp_served_for_embeddings_keeps_embedding(
+    status: dict[str, object] | None, embeddings: bool | None, caps: tuple[str, ...]
+) -> None:
+    doc: dict[str, object] = {"id": "SmolLM2-135M-Instruct.Q4_1"}
+    if status is not None:
+        doc["status"] = status
+    loaded = status is None or status["value"] == "loaded"
+    props = _recorded_props("llamacpp_props.json") if loaded else None
+    rec = catalog.record_from_llamacpp(msgspec.convert(doc, ModelEntry), props, NOW, embeddings=embeddings)
+    assert rec.capabilities == caps
+
+
+def test_an_embedding_model_served_for_embeddings_does_not_complete() -> None:
+    entry = msgspec.convert({"id": "nomic-embed-text-v1.5.f16", "status": {"args": ["--embeddings"]}}, ModelEntry)
+    assert catalog.record_from_llamacpp(entry, None, NOW).capabilities == ("embedding",)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "vision"),
+    [({"input_modalities": ["text", "image"]}, True), ({"input_modalities": ["text"]}, False), (None, None)],
+)
+def test_vision_from_entry_architecture(architecture: dict[str, object] | None, vision: bool | None) -> None:
+    doc: dict[str, object] = {"id": "openai/gpt-4o"}
+    if architecture is not None:
+        doc["architecture"] = architecture
+    entry = msgspec.convert(doc, ModelEntry)
+    rec = catalog.record_from_openai_entry(entry, NOW, loaded=False)
+    assert ("vision" in rec.capabilities) is bool(vision)
+    assert rec.lacks("vision") is (vision is False)
+    assert catalog.record_from_llamacpp(entry, None, NOW).lacks("vision") is (vision is False)
+
+
+@pytest.mark.parametrize(
+    ("flags", "caps", "denied"),
+    [
+        ({"vision": True, "trained_for_tool_use": True}, ("completion", "tools", "vision"),
+         ("embedding", "thinking")),
+        ({"vision": False, "trained_for_tool_use": False}, ("completion",),
+         ("tools", "vision", "embedding", "thinking")),
+        (None, ("completion", "tools"), ("embedding",)),  # no flags: the id's hints for the rest
+    ],
+)
+def test_lmstudio_v1_capability_flags(
+    flags: dict[str, object] | None, caps: tuple[str, ...], denied: tuple[str, ...]
+) -> None:
+    doc: dict[str, object] = {"key": "some/model", "type": "llm"}
+    if flags is not None:
+        doc["capabilities"] = flags
+    rec = catalog.record_from_lmstudio_v1(msgspec.convert(doc, LMStudioV1Model), NOW)
+    assert (rec.capabilities, rec.denied) == (caps, denied)
+
+
+# -- what is remembered: settle ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("remembered", "seen", "expected"),
+    [
+        (None, ModelFacts(size=5), ModelFacts(size=5, first_seen_ns=NOW)),  # first sight: stamped
+        (ModelFacts(size=5, tools=False, first_seen_ns=1), ModelFacts(),
+         ModelFacts(size=5, tools=False, first_seen_ns=1)),  # nothing said now: what was said stays
+        (ModelFacts(size=5, first_seen_ns=1), ModelFacts(size=6), ModelFacts(size=6, first_seen_ns=1)),  # news wins
+        (ModelFacts(tools=True, first_seen_ns=1), ModelFacts(tools=False), ModelFacts(tools=False, first_seen_ns=1)),
+        (ModelFacts(first_seen_ns=1), ModelFacts(first_seen_ns=9), ModelFacts(first_seen_ns=1)),  # never moves
+        (ModelFacts(size=5), ModelFacts(), ModelFacts(size=5, first_seen_ns=NOW)),  # a store without the stamp
+    ],
+)
+def test_settle(remembered: ModelFacts | None, seen: ModelFacts, expected: ModelFacts) -> None:
+    assert catalog.settle(remembered, seen, NOW) == expected
+
+
+def _router_entry(loaded: bool) -> ModelEntry:
+    doc: dict[str, object] = {"id": "SmolLM2-135M-Instruct.Q4_1", "created": 1_800_000_000,
+                              "status": {"value": "loaded" if loaded else "unloaded", "args": ["-c", "2048"]}}
+    if loaded:
+        doc["meta"] = {"n_params": 134515008, "size": 96576768, "n_ctx_train": 8192, "n_ctx": 2048, "ftype": "Q4_1"}
+    return msgspec.convert(doc, ModelEntry)
+
+
+def test_a_router_model_keeps_what_was_learned_while_loaded() -> None:
+    props = _recorded_props("llamacpp_router_props_model.json")
+    facts: ModelFacts | None = None
+    shown = []
+    for loaded in (False, True, False, True, False):
+        seen = catalog.seen_in_llamacpp(_router_entry(loaded), props if loaded else None)
+        facts = catalog.settle(facts, seen.facts, NOW + len(shown))
+        rec = catalog.record_of(seen, facts)
+        shown.append((catalog.to_tags_model(rec, "http://b"), catalog.to_show_response(rec)))
+    first_load = shown[1]
+    for tags, show in shown[2:]:
+        assert tags == first_load[0]
+        assert show == first_load[1]
+    before_load = shown[0][0]
+    assert (before_load.size, shown[1][0].size) == (0, 96576768)  # the digest changes once, when the size is known
+    assert before_load.capabilities == ["completion", "tools"] and shown[1][0].capabilities == ["completion"]
+
+
+# -- digest, modified_at, template -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "same"),
+    [({"loaded": True}, True), ({"context_length": 4096}, True), ({"capabilities": ("embedding",)}, True),
+     ({"modified_ns": 5}, True), ({"quantization_level": "Q8_0"}, True),
+     ({"size": 7}, False), ({"upstream_id": "other"}, False)],
+)
+def test_digest_depends_only_on_what_identifies_the_model(change: dict[str, object], same: bool) -> None:
+    rec = _record(size=5)
+    changed = replace(rec, **change)  # type: ignore[arg-type]
+    assert (catalog.digest_of(changed, "http://a") == catalog.digest_of(rec, "http://a")) is same
+
+
+@pytest.mark.parametrize(
+    ("kind_reader", "expected_ns"),
+    [
+        (lambda e: catalog.record_from_openai_entry(e, NOW, loaded=False), 1_600_000_000 * 10**9),  # OpenAI: a date
+        (lambda e: catalog.record_from_openai_entry(e, NOW, loaded=False, created_is_real=False), NOW),  # vLLM
+        (lambda e: catalog.record_from_llamacpp(e, None, NOW), NOW),  # llama.cpp: the time of the answer
+    ],
+)
+def test_modified_at_is_a_real_date_or_the_first_sight(kind_reader: Any, expected_ns: int) -> None:
+    assert kind_reader(ModelEntry(id="m", created=1_600_000_000)).modified_ns == expected_ns
+
+
+@pytest.mark.parametrize(
+    ("caps", "tools_in_template", "suffix_in_template"),
+    [(("completion",), False, False), (("completion", "tools"), True, False),
+     (("completion", "tools", "insert"), True, True), (("embedding",), False, False)],
+)
+def test_template_is_a_stand_in_that_agrees_with_capabilities(
+    caps: tuple[str, ...], tools_in_template: bool, suffix_in_template: bool
+) -> None:
+    template = catalog.to_show_response(_record(capabilities=caps)).template
+    assert ("tools" in template.lower()) is tools_in_template  # what LiteLLM reads
+    assert (".Suffix" in template) is suffix_in_template  # what Continue reads
+
+
+def test_template_is_never_the_backends_jinja() -> None:
+    props = _recorded_props("llamacpp_props.json")
+    rec = catalog.record_from_llamacpp(_llamacpp_entry(), props, NOW)
+    unloaded = catalog.record_from_llamacpp(_llamacpp_entry(status={"value": "unloaded"}), None, NOW)
+    assert props.chat_template and props.chat_template not in catalog.to_show_response(rec).template
+    assert "{%" not in catalog.to_show_response(rec).template
+    assert catalog.to_show_response(replace(unloaded, capabilities=rec.capabilities)).template == \
+        catalog.to_show_response(rec).template
+
+
+@pytest.mark.parametrize(
+    ("facts", "ctx"),
+    [
+        (ModelFacts(context_length=1024, configured_context_length=4096, max_context_length=8192), 1024),  # seen
+        (ModelFacts(configured_context_length=4096, max_context_length=8192), 4096),  # what a router will start
+        (ModelFacts(max_context_length=8192), 8192),  # what it was trained for
+        (ModelFacts(), None),
+    ],
+)
+def test_context_length_prefers_what_was_seen_running(facts: ModelFacts, ctx: int | None) -> None:
+    assert catalog.record_of(catalog.Sighting("m", facts)).context_length == ctx

@@ -116,3 +116,33 @@ async def test_one_broken_model_entry_does_not_break_tags(a: ScriptedBackend) ->
     assert all(m["modified_at"] < "2200" for m in tags["models"])
     assert (ps_status, len(ps["models"])) == (200, 3)
     assert all(m["context_length"] >= 0 for m in ps["models"])
+
+
+# -- images to a model without vision -------------------------------------------------------------------
+
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+CHAT_ANSWER = {"id": "c", "object": "chat.completion", "model": "m",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": "a cat"}, "finish_reason": "stop"}]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/chat", {"messages": [{"role": "user", "content": "what is this?", "images": [PIXEL]}]}),
+     ("/api/generate", {"prompt": "what is this?", "images": [PIXEL]})],
+)
+@pytest.mark.parametrize(("vision", "status"), [(False, 400), (True, 200), (None, 200)])
+async def test_images_to_a_model_the_backend_says_cannot_see(
+    a: ScriptedBackend, path: str, body: dict[str, Any], vision: bool | None, status: int
+) -> None:
+    entry: dict[str, Any] = {"id": "m"}  # OpenRouter and llama.cpp say it in ``architecture``
+    if vision is not None:
+        entry["architecture"] = {"input_modalities": ["text", "image"] if vision else ["text"]}
+    a.answer("GET", "/v1/models", {"data": [entry]})
+    a.answer("POST", "/v1/chat/completions", CHAT_ANSWER)
+    async with shim_in_loop("--backend", a.url, "--backend-kind", "generic", *FAST) as url, \
+            aiohttp.ClientSession() as s, s.post(url + path, json={"model": "m", "stream": False, **body}) as resp:
+        answer = (resp.status, await resp.json())
+    assert answer[0] == status
+    if status == 400:
+        assert answer[1] == {"error": '"m" does not support images'}
+        assert a.count("POST", "/v1/chat/completions") == 0

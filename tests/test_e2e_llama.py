@@ -7,7 +7,8 @@ an embeddings server. Generations are short (num_predict) and greedy to stay fas
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import httpx
 import ollama
@@ -55,7 +56,8 @@ def test_single_list_show_ps_carry_real_metadata(single: ollama.Client, llama_si
     _, props = llama_single.get("/props")
     assert shown.modelinfo["llama.context_length"] == props["default_generation_settings"]["n_ctx"]
     assert shown.modelinfo["general.parameter_count"] == meta["n_params"]
-    assert {"completion", "tools"} <= set(shown.capabilities or [])
+    # The template's render tests say no tools; a server without --embeddings does not embed.
+    assert shown.capabilities == ["completion"]
     running = single.ps().models
     assert [m.model for m in running] == [SMOL] and running[0].context_length == props[
         "default_generation_settings"]["n_ctx"]
@@ -103,6 +105,45 @@ def test_router_lists_both_models_and_tracks_loading(router: ollama.Client) -> N
     unloaded = router.generate(model=SMOL, prompt="", keep_alive=0)
     assert unloaded.done_reason == "unload"
     assert SMOL not in {m.model for m in router.ps().models}
+
+
+def _catalog_of(url: str, name: str) -> tuple[dict[str, object], dict[str, object]]:
+    tags = httpx.get(url + "/api/tags").json()
+    (entry,) = [m for m in tags["models"] if m["model"] == name]
+    return entry, httpx.post(url + "/api/show", json={"model": name}).json()
+
+
+def _wait_until(check: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_router_model_shows_the_same_loaded_and_unloaded(llama_router: LlamaServer) -> None:
+    with ShimThread("--backend", llama_router.url, "--catalog-ttl", "0") as url, \
+            sync_client(url, timeout=300) as client:
+        assert client.chat(model=SMOL, messages=[]).done_reason == "load"
+        _wait_until(lambda: SMOL in {m.model for m in client.ps().models})
+        loaded_entry, loaded_show = _catalog_of(url, SMOL)
+        assert client.generate(model=SMOL, prompt="", keep_alive=0).done_reason == "unload"
+        _wait_until(lambda: SMOL not in {m.model for m in client.ps().models})
+        unloaded_entry, unloaded_show = _catalog_of(url, SMOL)
+        _, models = llama_router.get("/models")
+    assert [m["status"]["value"] for m in models["data"] if m["id"] == SMOL.removesuffix(":latest")] == ["unloaded"]
+    assert unloaded_entry == loaded_entry
+    assert unloaded_show == loaded_show
+    assert loaded_entry["size"] > 0 and loaded_entry["details"]["quantization_level"] == "Q4_1"  # type: ignore[index]
+    assert loaded_show["capabilities"] == ["completion"]  # SmolLM2's template: no tools
+    assert "tools" not in str(loaded_show["template"]).lower()
+
+
+def test_images_to_smollm2_are_refused_as_ollama_does(single: ollama.Client) -> None:
+    pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    with pytest.raises(ollama.ResponseError) as err:
+        single.chat(model=SMOL, messages=[{"role": "user", "content": "What is this?", "images": [pixel]}])
+    assert err.value.status_code == 400
+    assert err.value.error == f'"{SMOL}" does not support images'
 
 
 def test_keep_alive_zero_unloads_after_the_answer(router: ollama.Client) -> None:
@@ -157,6 +198,18 @@ def test_format_json_produces_json(single: ollama.Client) -> None:
     assert answer.response.lstrip().startswith("{")
     if answer.done_reason == "stop":
         assert isinstance(json.loads(answer.response), dict)
+
+
+def test_an_embeddings_server_keeps_embedding_after_chat_and_embed(llama_embed: LlamaServer) -> None:
+    with ShimThread("--backend", llama_embed.url, "--catalog-ttl", "0") as url, \
+            sync_client(url, timeout=300) as client:
+        before = client.show(SMOL).capabilities
+        client.chat(model=SMOL, messages=HELLO, options=FAST)
+        client.embed(model=SMOL, input="hello")
+        after = client.show(SMOL).capabilities
+        listed = [m for m in httpx.get(url + "/api/tags").json()["models"] if m["model"] == SMOL]
+    assert before == after == ["completion", "embedding"]
+    assert listed[0]["capabilities"] == ["completion", "embedding"]
 
 
 def test_embed_and_legacy_embeddings(llama_embed: LlamaServer) -> None:

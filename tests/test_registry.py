@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from ollama_shim.backends import LiveBackend
 from ollama_shim.errors import ModelNotFound, UpstreamUnreachable
-from support.scripted import START_NS, Clock, Reply, ScriptedBackend, models, registry_over
+from support.scripted import START_NS, Clock, Reply, ScriptedBackend, models, registry_over, services_over
 
 
 @pytest_asyncio.fixture
@@ -110,7 +110,7 @@ async def test_every_backend_down_after_answering_lists_the_last_models(a: Scrip
 async def test_a_fault_of_the_shim_itself_is_not_taken_for_a_backend_down(
     a: ScriptedBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(self: LiveBackend, modified_ns: int) -> tuple[()]:
+    async def broken(self: LiveBackend) -> tuple[()]:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(LiveBackend, "read_catalog", broken)
@@ -217,8 +217,7 @@ async def test_llamacpp_single_reads_meta_and_props(a: ScriptedBackend) -> None:
         (found,) = await registry.models()
         rec = found.record
         assert (rec.size, rec.context_length, rec.max_context_length, rec.loaded) == (91000000, 4096, 8192, True)
-        assert rec.template == "{{ x }}"
-        assert rec.modified_ns == 1_600_000_000 * 1_000_000_000
+        assert rec.modified_ns == START_NS  # llama.cpp's ``created`` is the time of the answer, not a date
 
 
 async def test_llamacpp_router_asks_props_of_loaded_models_only(a: ScriptedBackend) -> None:
@@ -280,13 +279,13 @@ BROKEN_ENTRIES = [
 ]
 
 
-@pytest.mark.parametrize("kind", ["llamacpp", "generic"])
-async def test_one_bad_entry_costs_only_itself(a: ScriptedBackend, kind: str) -> None:
+@pytest.mark.parametrize(("kind", "good_ns"), [("llamacpp", START_NS), ("generic", 1_600_000_000 * 10**9)])
+async def test_one_bad_entry_costs_only_itself(a: ScriptedBackend, kind: str, good_ns: int) -> None:
     a.answer("GET", "/v1/models", {"data": BROKEN_ENTRIES})
     async with registry_over((a, kind)) as registry:
         records = [m.record for m in await registry.models()]
         assert [r.upstream_id for r in records] == ["good", "wrong-types", "absurd"]
-        assert [r.modified_ns for r in records] == [1_600_000_000 * 10**9, START_NS, START_NS]
+        assert [r.modified_ns for r in records] == [good_ns, START_NS, START_NS]
         assert records[2].size == 0
 
 
@@ -297,3 +296,119 @@ async def test_one_bad_lmstudio_entry_costs_only_itself(a: ScriptedBackend, key:
     a.answer("GET", "/api/v1/models" if key == "models" else "/api/v0/models", {key: bad})
     async with registry_over((a, "lmstudio")) as registry:
         assert [m.record.upstream_id for m in await registry.models()] == ["good", "odd"]
+
+
+# -- what is learned is kept: load -> unload -> refresh -------------------------------------------------
+
+SMOL_META = {"n_params": 134515008, "size": 96576768, "n_ctx_train": 8192, "n_ctx": 4096, "n_embd": 576,
+             "n_vocab": 49152, "ftype": "Q4_1"}
+SMOL_PROPS = {"default_generation_settings": {"n_ctx": 4096}, "build_info": "b1", "chat_template": "{{ x }}",
+              "modalities": {"vision": False}, "chat_template_caps": {"supports_tools": False}}
+
+
+def _router_listing(loaded: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": "smol", "created": 1_800_000_000 + loaded,  # the time of each answer
+                             "status": {"value": "loaded" if loaded else "unloaded", "args": ["-c", "2048"]}}
+    if loaded:
+        entry["meta"] = SMOL_META
+    return {"data": [entry]}
+
+
+def shown(found: Any) -> tuple[Any, ...]:
+    """What clients are shown of a model, but for whether it is loaded."""
+    from ollama_shim.translate import catalog
+
+    tags = catalog.to_tags_model(found.record, found.backend.root)
+    show = catalog.to_show_response(found.record)
+    return (tags.digest, tags.size, tags.details.parameter_size, tags.details.quantization_level, tags.modified_at,
+            tuple(show.capabilities), show.template, show.model_info)
+
+
+async def test_a_router_model_shows_the_same_after_it_is_unloaded(a: ScriptedBackend) -> None:
+    a.answer("GET", "/props?model=smol&autoload=false", SMOL_PROPS)
+    clock = iter(range(START_NS, START_NS + 10**12, 10**9))
+    async with services_over((a, "llamacpp")) as (registry, _):
+        registry._wallclock = lambda: next(clock)  # every refresh a second later
+        a.answer("GET", "/v1/models", _router_listing(loaded=False))
+        (before,) = await registry.models(fresh=True)
+        a.answer("GET", "/v1/models", _router_listing(loaded=True))
+        (first_load,) = await registry.models(fresh=True)
+        seen = [first_load]
+        for loaded in (False, False, True, False):
+            a.answer("GET", "/v1/models", _router_listing(loaded=loaded))
+            seen += await registry.models(fresh=True)
+        assert [m.record.loaded for m in seen] == [True, False, False, True, False]
+        for later in seen[1:]:
+            assert shown(later) == shown(first_load)
+        assert first_load.record.size == 96576768 and first_load.record.capabilities == ("completion",)
+        assert first_load.record.context_length == 4096 and seen[1].record.context_length == 4096
+        assert before.record.modified_ns == first_load.record.modified_ns == START_NS  # first seen, not `created`
+
+
+async def test_what_was_learned_survives_the_backend_going_down(a: ScriptedBackend) -> None:
+    a.answer("GET", "/props?model=smol&autoload=false", SMOL_PROPS)
+    a.answer("GET", "/v1/models", _router_listing(loaded=True))
+    async with registry_over((a, "llamacpp")) as registry:
+        (up,) = await registry.models(fresh=True)
+        await a.stop()
+        (down,) = await registry.models(fresh=True)
+        assert shown(down) == shown(up)
+        assert await registry.running() == ()
+
+
+async def test_memory_is_shared_and_keyed_by_backend_and_id(a: ScriptedBackend, b: ScriptedBackend) -> None:
+    a.answer("GET", "/v1/models", _router_listing(loaded=True))
+    a.answer("GET", "/props?model=smol&autoload=false", SMOL_PROPS)
+    b.answer("GET", "/v1/models", _router_listing(loaded=False))
+    async with registry_over((a, "llamacpp"), (b, "llamacpp")) as registry:
+        on_a, on_b = await registry.models()
+        assert (on_a.record.size, on_b.record.size) == (96576768, 0)  # b's smol is not a's
+        assert registry.memory.recall(a.url, "smol") is not None
+        assert registry.memory.recall(b.url, "smol") is not None
+
+
+async def test_an_lmstudio_model_keeps_its_loaded_context(a: ScriptedBackend) -> None:
+    model: dict[str, Any] = {"key": "qwen/qwen3-8b", "type": "llm", "size_bytes": 5, "max_context_length": 40960,
+                             "loaded_instances": [{"id": "qwen/qwen3-8b", "config": {"context_length": 16384}}]}
+    a.answer("GET", "/v1/models", models("qwen/qwen3-8b"))
+    a.answer("GET", "/api/v1/models", {"models": [model]})
+    async with registry_over((a, "lmstudio")) as registry:
+        (loaded,) = await registry.models(fresh=True)
+        a.answer("GET", "/api/v1/models", {"models": [{**model, "loaded_instances": []}]})
+        (unloaded,) = await registry.models(fresh=True)
+        assert (loaded.record.loaded, unloaded.record.loaded) == (True, False)
+        assert shown(unloaded) == shown(loaded)
+
+
+# -- a single llama-server is asked once whether it serves embeddings ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "embedding", "asked_twice"),
+    [
+        ({"data": [{"embedding": [0.1], "index": 0}]}, True, False),
+        (Reply(501, {"error": {"code": 501, "message": "This server does not support embeddings."}}), False, False),
+        (Reply(400, {"error": {"message": "Pooling type 'none' is not OAI compatible."}}), False, False),
+        (Reply(500, {"error": "busy"}), False, True),  # no answer: asked again on the next read
+    ],
+)
+async def test_a_single_server_is_probed_for_embeddings_once(
+    a: ScriptedBackend, answer: Any, embedding: bool, asked_twice: bool
+) -> None:
+    a.answer("GET", "/v1/models", models("smol", meta=SMOL_META))
+    a.answer("GET", "/props", SMOL_PROPS)
+    a.answer("POST", "/v1/embeddings", answer)
+    async with registry_over((a, "llamacpp")) as registry:
+        (first,) = await registry.models(fresh=True)
+        (second,) = await registry.models(fresh=True)
+        assert ("embedding" in first.record.capabilities) is embedding
+        assert second.record.capabilities == first.record.capabilities
+        assert "completion" in second.record.capabilities
+        assert a.count("POST", "/v1/embeddings") == (2 if asked_twice else 1)
+
+
+async def test_a_router_is_not_probed_for_embeddings(a: ScriptedBackend) -> None:
+    a.answer("GET", "/v1/models", _router_listing(loaded=False))
+    async with registry_over((a, "llamacpp")) as registry:
+        await registry.models(fresh=True)
+        assert a.count("POST", "/v1/embeddings") == 0

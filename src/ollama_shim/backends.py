@@ -1,7 +1,9 @@
 """Each configured backend as the running shim knows it (``LiveBackend``), and what each kind does.
 
 A ``LiveBackend`` holds one backend's settings (root, key), its kind, its last model catalog and
-whether its last catalog read succeeded. The kind of an ``auto`` backend is learned by probing
+whether its last catalog read succeeded. Each read lays what the backend says now over what the
+shared ``ModelMemory`` holds of its models (``translate.catalog.settle``) and remembers what was
+new, so a model keeps what was learned while it was loaded. The kind of an ``auto`` backend is learned by probing
 once (llama.cpp answers ``/props``, LM Studio its REST ``/api/v1/models``, vLLM says
 ``owned_by: vllm``); from then on everything the backend does follows from its kind:
 
@@ -10,8 +12,12 @@ once (llama.cpp answers ``/props``, LM Studio its REST ``/api/v1/models``, vLLM 
   is loaded and unloaded on it. A kind missing from ``NATIVE`` is plain: its catalog is
   ``/v1/models`` as listed, and it cannot be asked to load or unload anything.
 
+A single llama-server does not say in ``/props`` whether it serves embeddings: its
+``/v1/embeddings`` is asked once per model with a one-word input (200: yes; 501 or another 4xx:
+no; anything else: ask again on the next read), and the answer is remembered.
+
 May import: stdlib, msgspec, ``ollama_shim.upstream``, ``ollama_shim.settings``, ``ollama_shim.dialect``,
-``ollama_shim.errors``, ``ollama_shim.wire``, ``ollama_shim.translate``.
+``ollama_shim.errors``, ``ollama_shim.wire``, ``ollama_shim.translate``, ``ollama_shim.model_memory``.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ from typing import TypeVar
 import msgspec
 
 from .dialect import DIALECTS, Dialect, Kind, detect_kind, kind_named
-from .errors import UpstreamError
+from .errors import UpstreamError, UpstreamStatus
+from .model_memory import InProcessMemory, ModelMemory
 from .settings import Backend
 from .translate import catalog
-from .translate.catalog import ModelRecord
+from .translate.catalog import ModelRecord, Sighting
 from .upstream import Upstream
 from .wire.backends import (
     LlamaCppProps,
@@ -41,14 +48,16 @@ from .wire.backends import (
     ModelListEntries,
     ModelLoadRequest,
 )
-from .wire.openai import ModelEntry
+from .wire.openai import EmbeddingsRequest, EmbeddingsResponse, ModelEntry
 
 log = logging.getLogger("ollama_shim.backends")
 
 PROBE_TIMEOUT = 5.0
 
 T = TypeVar("T")
-CatalogReader = Callable[["LiveBackend", list[ModelEntry], int], Awaitable[tuple[ModelRecord, ...]]]
+CatalogReader = Callable[["LiveBackend", list[ModelEntry]], Awaitable[tuple[Sighting, ...]]]
+# Kinds whose /v1/models ``created`` is the time of the answer, not a date of the model.
+CREATED_IS_ANSWER_TIME = frozenset({"llamacpp", "vllm"})
 
 
 @dataclass(frozen=True)
@@ -77,9 +86,10 @@ class KindBehaviour:
 class LiveBackend:
     """One configured backend: settings, kind (learned once for ``auto``), last catalog."""
 
-    def __init__(self, settings: Backend, upstream: Upstream) -> None:
+    def __init__(self, settings: Backend, upstream: Upstream, memory: ModelMemory | None = None) -> None:
         self.settings = settings
         self._upstream = upstream
+        self.memory: ModelMemory = memory if memory is not None else InProcessMemory()
         self.kind: Kind | None = kind_named(settings.kind)  # None until an ``auto`` backend is probed
         self.records: tuple[ModelRecord, ...] = ()  # its models as last read; kept while it is down
         self.ever_answered = False
@@ -105,23 +115,38 @@ class LiveBackend:
     def loads(self) -> LoadCalls | None:
         return self.behaviour.loads
 
-    async def refresh(self, modified_ns: int) -> None:
-        """Read the catalog again; on failure keep the last one and remember why in ``failure``."""
+    async def refresh(self, now_ns: int) -> None:
+        """Read the catalog again; on failure keep the last one and remember why in ``failure``.
+
+        ``now_ns``: the wall-clock time, the first-seen time of a model seen for the first time.
+        """
         try:
-            self.records = await self.read_catalog(modified_ns)
+            sightings = await self.read_catalog()
         except UpstreamError as exc:
             self.failure = exc
             return
+        self.records = tuple(self._settled(s, now_ns) for s in sightings)
         self.failure = None
         self.ever_answered = True
 
-    async def read_catalog(self, modified_ns: int) -> tuple[ModelRecord, ...]:
-        """Its models now (``modified_ns`` where it says nothing better); ``UpstreamError`` if it cannot say."""
+    async def read_catalog(self) -> tuple[Sighting, ...]:
+        """Its models as it describes them now; ``UpstreamError`` if it cannot say."""
         listing = await self._upstream.get_json(self.settings, "/v1/models", ModelListEntries)
         entries = catalog.decode_each(listing.data, ModelEntry, lambda name: ModelEntry(id=name))
         if self.kind is None:
             self.kind = await self._probe(entries)
-        return await self.behaviour.read_catalog(self, entries, modified_ns)
+        return await self.behaviour.read_catalog(self, entries)
+
+    def recall(self, model_id: str) -> catalog.ModelFacts | None:
+        return self.memory.recall(self.settings.root, model_id)
+
+    def _settled(self, sighting: Sighting, now_ns: int) -> ModelRecord:
+        """The record of a model seen now, over what was known of it; what is new is remembered."""
+        before = self.recall(sighting.upstream_id)
+        facts = catalog.settle(before, sighting.facts, now_ns)
+        if facts != before:
+            self.memory.remember(self.settings.root, sighting.upstream_id, facts)
+        return catalog.record_of(sighting, facts)
 
     async def _probe(self, entries: list[ModelEntry]) -> Kind:
         props, lms = await asyncio.gather(self.props(), self.lmstudio_v1())
@@ -153,20 +178,36 @@ class LiveBackend:
         found = await self.optional("/api/v1/models", LMStudioV1ModelList)
         return found if found is not None and found.models else None
 
+    async def serves_embeddings(self, model: str) -> bool | None:
+        """Whether ``/v1/embeddings`` answers for ``model`` (None: it could not be told this time)."""
+        body = msgspec.json.encode(EmbeddingsRequest(model=model, input="a"))
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):  # a busy single slot must not hold up the catalog
+                await self._upstream.post_json(self.settings, "/v1/embeddings", body, EmbeddingsResponse)
+        except UpstreamStatus as exc:
+            return False if 400 <= exc.status < 500 or exc.status == 501 else None
+        except (UpstreamError, TimeoutError):
+            return None
+        return True
+
 
 # ---------------------------------------------------------------------------
 # Catalog readers, one per kind with native metadata, and the plain one
 # ---------------------------------------------------------------------------
 
 
-async def read_plain(backend: LiveBackend, entries: list[ModelEntry], modified_ns: int) -> tuple[ModelRecord, ...]:
+async def read_plain(backend: LiveBackend, entries: list[ModelEntry]) -> tuple[Sighting, ...]:
     """``/v1/models`` as listed (vLLM ``max_model_len``, OpenRouter ``context_length``)."""
     loaded = backend.dialect.lists_loaded_models
-    return tuple(catalog.record_from_openai_entry(e, modified_ns, loaded=loaded) for e in entries)
+    real_dates = backend.kind not in CREATED_IS_ANSWER_TIME
+    return tuple(catalog.seen_in_openai_entry(e, loaded=loaded, created_is_real=real_dates) for e in entries)
 
 
-async def read_llamacpp(backend: LiveBackend, entries: list[ModelEntry], modified_ns: int) -> tuple[ModelRecord, ...]:
-    """``/v1/models`` ``meta`` and ``/props``: the server's own, or on a router each loaded model's."""
+async def read_llamacpp(backend: LiveBackend, entries: list[ModelEntry]) -> tuple[Sighting, ...]:
+    """``/v1/models`` ``meta`` and ``/props``: the server's own, or on a router each loaded model's.
+
+    A router's ``status.args`` say whether a model embeds; a single server is probed once.
+    """
     router = any(e.status is not None for e in entries)
     shared = None if router else await backend.props()
 
@@ -176,21 +217,31 @@ async def read_llamacpp(backend: LiveBackend, entries: list[ModelEntry], modifie
         loaded = entry.status is not None and entry.status.value == "loaded"
         return await backend.props(entry.id) if loaded else None  # asking would load it
 
-    props = await asyncio.gather(*map(props_of, entries))
-    return tuple(catalog.record_from_llamacpp(e, p, modified_ns) for e, p in zip(entries, props, strict=True))
+    async def embeds(entry: ModelEntry) -> bool | None:
+        known = backend.recall(entry.id)
+        if router or (known is not None and known.embedding is not None):
+            return None  # said by the router's args, or already known
+        return await backend.serves_embeddings(entry.id)
+
+    props, embeddings = await asyncio.gather(
+        asyncio.gather(*map(props_of, entries)), asyncio.gather(*map(embeds, entries))
+    )
+    return tuple(
+        catalog.seen_in_llamacpp(e, p, embeddings=em) for e, p, em in zip(entries, props, embeddings, strict=True)
+    )
 
 
-async def read_lmstudio(backend: LiveBackend, entries: list[ModelEntry], modified_ns: int) -> tuple[ModelRecord, ...]:
+async def read_lmstudio(backend: LiveBackend, entries: list[ModelEntry]) -> tuple[Sighting, ...]:
     """LM Studio's REST list (v1, else v0): what is downloaded, loaded, and with what context."""
     v1 = await backend.lmstudio_v1()
     if v1 is not None:
         models_v1 = catalog.decode_each(v1.models, LMStudioV1Model, lambda key: LMStudioV1Model(key=key))
-        return tuple(catalog.record_from_lmstudio_v1(m, modified_ns) for m in models_v1)
+        return tuple(map(catalog.seen_in_lmstudio_v1, models_v1))
     v0 = await backend.optional("/api/v0/models", LMStudioV0ModelList)
     if v0 is not None:
         models_v0 = catalog.decode_each(v0.data, LMStudioV0Model, lambda id_: LMStudioV0Model(id=id_))
-        return tuple(catalog.record_from_lmstudio_v0(m, modified_ns) for m in models_v0)
-    return await read_plain(backend, entries, modified_ns)
+        return tuple(map(catalog.seen_in_lmstudio_v0, models_v0))
+    return await read_plain(backend, entries)
 
 
 def _model_body(model: str) -> bytes:

@@ -338,12 +338,12 @@ async def examine(backend: Backend, source: Literal["configured", "discovered"],
         return report
     report.answering = True
     live = LiveBackend(backend, quick)
-    try:
-        records = await live.read_catalog(time.time_ns())
-    except UpstreamError as exc:
-        report.problems.append(Problem(f"its model list could not be read: {exc.message}",
+    await live.refresh(time.time_ns())
+    if live.failure is not None:
+        report.problems.append(Problem(f"its model list could not be read: {live.failure.message}",
                                        "look at the model server's log for why"))
         return report
+    records = live.records
     report.kind = live.kind
     if live.kind == "generic" and not records and await live.optional("/api/v1/models", LMStudioRestList) is not None:
         report.kind = "lmstudio"  # an LM Studio with no model at all is not told apart by the catalog

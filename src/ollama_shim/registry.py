@@ -6,8 +6,12 @@ none of them counts as running; only when no backend has ever answered does a li
 The first backend listed wins a name several serve. A name that is not found triggers one
 refresh before the 404 (a model loaded a second ago).
 
-May import: stdlib, ``ollama_shim.backends``, ``ollama_shim.upstream``, ``ollama_shim.settings``,
-``ollama_shim.dialect``, ``ollama_shim.errors``, ``ollama_shim.translate``.
+What is learned about each model is kept in one ``ModelMemory`` shared by the backends (in-process
+unless another is given), so a model's size, digest, details, capabilities and ``modified_at`` stay
+as they were once learned, whether it is loaded, unloaded, or its backend is down.
+
+May import: stdlib, ``ollama_shim.backends``, ``ollama_shim.model_memory``, ``ollama_shim.upstream``,
+``ollama_shim.settings``, ``ollama_shim.dialect``, ``ollama_shim.errors``, ``ollama_shim.translate``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from .backends import LiveBackend
 from .dialect import Dialect
 from .errors import ModelNotFound
+from .model_memory import InProcessMemory, ModelMemory
 from .settings import Backend, Settings
 from .translate.catalog import ModelRecord
 from .translate.names import request_keys
@@ -68,11 +73,13 @@ class Registry:
         *,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], int] = time.time_ns,
+        memory: ModelMemory | None = None,
     ) -> None:
         self._ttl = settings.catalog_ttl
         self._clock = clock
-        self._started_ns = wallclock()  # the "modified" time of a model whose backend gives none
-        self.backends = tuple(LiveBackend(b, upstream) for b in settings.backends)
+        self._wallclock = wallclock  # a model's first-seen time, its "modified" time if its backend gives none
+        self.memory: ModelMemory = memory if memory is not None else InProcessMemory()
+        self.backends = tuple(LiveBackend(b, upstream, self.memory) for b in settings.backends)
         self._snapshot: _Snapshot | None = None
         self._refreshing: asyncio.Task[_Snapshot] | None = None
 
@@ -115,7 +122,8 @@ class Registry:
         return await asyncio.shield(self._refreshing)
 
     async def _refresh(self) -> _Snapshot:
-        results = await asyncio.gather(*(b.refresh(self._started_ns) for b in self.backends), return_exceptions=True)
+        now_ns = self._wallclock()
+        results = await asyncio.gather(*(b.refresh(now_ns) for b in self.backends), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result  # not a backend failing (that is kept in ``failure``): a fault of the shim's own

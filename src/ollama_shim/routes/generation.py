@@ -21,7 +21,7 @@ from aiohttp import web
 from ..errors import BadRequest, ModelNotFound, ShimError
 from ..registry import Resolved
 from ..timefmt import utc_timestamp
-from ..translate.catalog import COMPLETION, INSERT
+from ..translate.catalog import COMPLETION, INSERT, VISION
 from ..translate.request import (
     Delivery,
     GenerationPlan,
@@ -60,6 +60,7 @@ async def _answer(request: web.Request, req: GenerationRequest, started_ns: int)
     state = state_of(request)
     resolved = await state.registry.resolve(req.model)
     _check_can_answer(resolved, req)
+    _check_images(resolved, req)
     if is_load_request(req):
         return json_response(_load_answer(req, await _load_only(state, resolved, req.keep_alive)))
     # A long history costs milliseconds to translate and encode: large bodies do it off the event loop.
@@ -87,6 +88,13 @@ def _check_can_answer(resolved: Resolved, req: GenerationRequest) -> None:
         raise BadRequest(f'"{req.model}" does not support {verb}')
     if isinstance(req, ow.GenerateRequest) and req.suffix and INSERT not in resolved.record.capabilities:
         raise BadRequest(f'"{req.model}" does not support insert')
+
+
+def _check_images(resolved: Resolved, req: GenerationRequest) -> None:
+    """Images for a model its backend says cannot see: 400 here rather than the backend's 500."""
+    messages = (req.messages or []) if isinstance(req, ow.ChatRequest) else [req]  # generate: its own images
+    if any(m.images for m in messages) and resolved.record.lacks(VISION):
+        raise BadRequest(f'"{req.model}" does not support images')
 
 
 def _plan(req: GenerationRequest, resolved: Resolved, delivery: Delivery) -> GenerationPlan:

@@ -1,12 +1,35 @@
-"""Backend model metadata -> ``ModelRecord`` -> Ollama's /api/tags, /api/show and /api/ps entries.
+"""Backend model metadata -> ``ModelFacts`` -> ``ModelRecord`` -> Ollama's /api/tags, /api/show, /api/ps.
 
-A ``ModelRecord`` is what the shim knows about one upstream model, whatever backend it came
-from (the registry keeps which one). ``decode_each`` reads a backend's list entry by entry, so
-one malformed entry costs only itself; values outside sane bounds (a ``created`` in the year
-30 million, a negative size) are dropped for that entry. The ``record_from_*`` functions take
-each backend's native metadata (llama.cpp ``/v1/models`` ``meta`` + ``/props``, llama.cpp router
-``status``, LM Studio REST v0/v1, vLLM, OpenRouter) and fall back to careful inference from the
-id (family, parameter size, quantization) only for what the backend does not say.
+Each backend's native metadata (llama.cpp ``/v1/models`` ``meta`` + ``/props`` + router
+``status``, LM Studio REST v0/v1, vLLM, OpenRouter) is read by a ``seen_in_*`` function into a
+``Sighting``: the model's id, whether it is loaded now, and ``ModelFacts``, what the backend says
+about it now (None wherever it says nothing, which for a llama.cpp router model that is not
+loaded is most things). ``settle`` lays those over what was remembered of the model, so a fact
+once learned (size, parameters, quantization, context, capabilities) stays known when the model
+is unloaded; ``record_of`` turns the facts into the ``ModelRecord`` clients are shown, with
+careful inference from the id (family, parameter size, quantization, capabilities) only for what
+no backend has said. ``decode_each`` reads a backend's list entry by entry, so one malformed entry
+costs only itself; values outside sane bounds (a ``created`` in the year 30 million, a negative
+size) are dropped for that entry.
+
+The rules clients see:
+
+- **Capabilities** come from the backend where it says: llama.cpp ``tools`` from ``/props``
+  ``chat_template_caps`` (``supports_tools`` and ``supports_tool_calls``), ``thinking`` from the
+  chat template, ``vision`` from ``/props`` ``modalities`` or the entry's
+  ``architecture.input_modalities``, ``embedding`` from the router's ``--embeddings`` argument or
+  a probe of a single server's ``/v1/embeddings``; LM Studio from its type and capability flags.
+  The id's hints stand in only for what the backend leaves unsaid. ``denied`` lists what the
+  backend said a model cannot do (a request with images to a model denied ``vision`` is refused).
+- **Template**: ``/api/show`` always shows a Go-template stand-in built from the capabilities
+  (``{{ .Tools }}`` when ``tools``, ``{{ .Suffix }}`` when ``insert``), never the backend's Jinja
+  text, which is only known while a router model is loaded and would make the answer change with
+  load state. The backend applies its own template in any case.
+- **Digest**: sha256 of the backend root, the model id and the model file's size once known
+  (0 before): stable across loads, refreshes and restarts.
+- **modified_at**: the backend's own date where it gives a real one (OpenAI, OpenRouter); not
+  llama.cpp's or vLLM's ``created``, which is the time of the answer; else when the model was
+  first seen.
 
 May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.translate.names``, ``ollama_shim.timefmt``.
 """
@@ -17,7 +40,7 @@ import hashlib
 import itertools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TypeVar
 
 import msgspec
@@ -31,6 +54,7 @@ from ..wire.backends import (
     LlamaCppStatus,
     LMStudioV0Model,
     LMStudioV1Model,
+    ModelArchitecture,
 )
 from ..wire.openai import ModelEntry
 from .names import ollama_name
@@ -48,6 +72,49 @@ _FOREVER_NS = 100 * 365 * 86400 * 1_000_000_000
 
 
 @dataclass(frozen=True)
+class ModelFacts:
+    """What backends have said about one model; None wherever they have said nothing.
+
+    Plain values only, so that a store can keep it as JSON (``dataclasses.asdict``) and read it back
+    (``ModelFacts(**doc)``). The six capability fields are tri-state: true, false, or not said.
+    """
+
+    family: str | None = None
+    format: str | None = None
+    size: int | None = None  # bytes of the model file
+    parameter_count: int | None = None
+    parameter_size: str | None = None
+    quantization_level: str | None = None
+    context_length: int | None = None  # the context it was last seen running with
+    configured_context_length: int | None = None  # the context a llama.cpp router will start it with
+    max_context_length: int | None = None  # what it was trained for
+    embedding_length: int | None = None
+    vocab_size: int | None = None
+    completion: bool | None = None
+    tools: bool | None = None
+    insert: bool | None = None
+    vision: bool | None = None
+    embedding: bool | None = None
+    thinking: bool | None = None
+    created_ns: int | None = None  # the backend's own date for the model, where it gives a real one
+    first_seen_ns: int | None = None  # when the shim first saw the model
+
+    def said(self, capability: str) -> bool | None:
+        """Whether the backend said the model has ``capability`` (None: it did not say)."""
+        value = getattr(self, capability, None)
+        return value if isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One model in one answer of a backend: its id, whether it is loaded now, what was said of it."""
+
+    upstream_id: str
+    facts: ModelFacts
+    loaded: bool = False
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     upstream_id: str
     name: str  # Ollama display name, with tag
@@ -62,9 +129,13 @@ class ModelRecord:
     embedding_length: int | None = None
     vocab_size: int | None = None
     capabilities: tuple[str, ...] = (COMPLETION,)
+    denied: tuple[str, ...] = ()  # capabilities the backend said the model lacks
     loaded: bool = False
     modified_ns: int = 0
-    template: str | None = None
+
+    def lacks(self, capability: str) -> bool:
+        """Whether the backend said the model cannot do ``capability`` (not merely left it unsaid)."""
+        return capability in self.denied
 
 
 # ---------------------------------------------------------------------------
@@ -157,16 +228,8 @@ def human_number(n: int) -> str:
 
 
 def base_record(upstream_id: str, modified_ns: int) -> ModelRecord:
-    """What the id alone tells; the backend-specific builders refine it."""
-    return ModelRecord(
-        upstream_id=upstream_id,
-        name=ollama_name(upstream_id),
-        family=infer_family(upstream_id),
-        parameter_size=infer_parameter_size(upstream_id),
-        quantization_level=infer_quantization(upstream_id),
-        capabilities=infer_capabilities(upstream_id),
-        modified_ns=modified_ns,
-    )
+    """What the id alone tells."""
+    return record_of(Sighting(upstream_id, ModelFacts(first_seen_ns=modified_ns)))
 
 
 # ---------------------------------------------------------------------------
@@ -187,12 +250,6 @@ _NAME_DECODER = msgspec.json.Decoder(AnyModelName)
 def within(value: int | None, limit: int) -> int | None:
     """``value`` when it is a positive number no larger than ``limit``, else None."""
     return value if value is not None and 0 < value <= limit else None
-
-
-def modified_ns_of(created: int | None, fallback_ns: int) -> int:
-    """A backend's ``created`` (seconds) in nanoseconds, or ``fallback_ns`` when absent or absurd."""
-    seconds = within(created, _MAX_CREATED_S)
-    return seconds * 1_000_000_000 if seconds else fallback_ns
 
 
 def decode_each(raws: Iterable[msgspec.Raw], type_: type[T], by_name: Callable[[str], T]) -> list[T]:
@@ -220,25 +277,50 @@ def _name_of(raw: msgspec.Raw) -> str | None:
 
 
 # ---------------------------------------------------------------------------
-# Backend-specific builders
+# Backend-specific builders: what each backend says now, as ``ModelFacts``
 # ---------------------------------------------------------------------------
 
+_THINKING_MARKS = ("<think>", "enable_thinking", "reasoning_content")
 
-def template_capabilities(template: str, vision: bool) -> tuple[str, ...]:
-    """Capabilities of a llama.cpp model from its chat template (thinking) and /props (vision).
 
-    Tools are always there: llama-server's Jinja path falls back to a generic tool-call format
-    for templates that have no tool syntax of their own.
-    """
-    caps = {COMPLETION, TOOLS}
-    if "<think>" in template or "enable_thinking" in template or "reasoning_content" in template:
-        caps.add(THINKING)
-    if vision:
-        caps.add(VISION)
-    return ordered(caps)
+def thinking_from_template(template: str) -> bool:
+    """Whether a llama.cpp chat template can think: it opens a ``<think>`` block or reads a thinking switch."""
+    return any(mark in template for mark in _THINKING_MARKS)
+
+
+def thinking_from_props(template: str | None, caps: dict[str, object] | None) -> bool | None:
+    """``thinking`` of a loaded llama.cpp model: from its template, or its ``reasoning_effort`` switch."""
+    if template is None:
+        return None
+    return thinking_from_template(template) or (caps is not None and caps.get("supports_reasoning_effort") is True)
+
+
+def _flag(caps: dict[str, object], key: str) -> bool:
+    """One of llama-server's ``chat_template_caps``; a key it does not send counts as true, as there."""
+    return caps.get(key, True) is not False
+
+
+def tools_from_template_caps(caps: dict[str, object] | None) -> bool | None:
+    """``tools`` from llama-server's ``chat_template_caps``: the template renders tool definitions and
+    the assistant's tool calls (else a round trip loses the calls). None: the build does not say."""
+    if caps is None:
+        return None
+    return _flag(caps, "supports_tools") and _flag(caps, "supports_tool_calls")
+
+
+def vision_from_modalities(
+    modalities: dict[str, bool] | None, architecture: ModelArchitecture | None
+) -> bool | None:
+    """``/props`` ``modalities.vision``, else an entry's ``architecture.input_modalities``; None when neither says."""
+    if modalities is not None and "vision" in modalities:
+        return modalities["vision"] is True
+    if architecture is not None and architecture.input_modalities is not None:
+        return "image" in architecture.input_modalities
+    return None
 
 
 _CTX_FLAGS = ("--ctx-size", "-c", "--ctx_size")
+_EMBEDDING_FLAGS = ("--embedding", "--embeddings")
 
 
 def context_from_args(args: list[str] | None) -> int | None:
@@ -249,101 +331,195 @@ def context_from_args(args: list[str] | None) -> int | None:
     return None
 
 
-def _llamacpp_context(meta: LlamaCppMeta, props: LlamaCppProps | None, status: LlamaCppStatus) -> int | None:
-    """What a request may use now: the slot's context, else what a router will start the model with."""
+def embeddings_from_args(args: list[str] | None) -> bool | None:
+    """Whether a llama.cpp router starts a model with ``--embeddings`` (None: its command line is not given).
+
+    ``--pooling`` alone does not count: without ``--embeddings`` llama-server still answers 501.
+    """
+    if args is None:
+        return None
+    return any(arg in _EMBEDDING_FLAGS for arg in args)
+
+
+def _llamacpp_context(meta: LlamaCppMeta, props: LlamaCppProps | None) -> int | None:
+    """The context a loaded model runs with (newer builds say it in ``meta``, all in ``/props``)."""
     slot = props.default_generation_settings if props else None
-    candidates = (meta.n_ctx, slot.n_ctx if slot else None, context_from_args(status.args), meta.n_ctx_train)
+    candidates = (meta.n_ctx, slot.n_ctx if slot else None)
     return next((ctx for ctx in candidates if within(ctx, _MAX_CONTEXT)), None)
 
 
-def _llamacpp_capabilities(inferred: tuple[str, ...], props: LlamaCppProps | None, embeddings: bool) -> tuple[str, ...]:
-    caps = set(inferred)
-    if props and props.chat_template:  # the template knows better than the id, except about infill
-        vision = bool(props.modalities and props.modalities.get("vision"))
-        caps = {*template_capabilities(props.chat_template, vision), *(caps & {INSERT})}
-    if embeddings:
-        caps.add(EMBEDDING)
-    return ordered(caps)
+def seen_in_llamacpp(entry: ModelEntry, props: LlamaCppProps | None, *, embeddings: bool | None = None) -> Sighting:
+    """llama-server: ``/v1/models`` ``meta`` (+ router ``status``, ``architecture``) and ``/props`` when it has one.
 
-
-def record_from_llamacpp(
-    entry: ModelEntry, props: LlamaCppProps | None, modified_ns: int, *, embeddings: bool = False
-) -> ModelRecord:
-    """llama-server: ``/v1/models`` ``meta`` (+ router ``status``) and ``/props`` when it has one."""
-    rec = base_record(entry.id, modified_ns_of(entry.created, modified_ns))
+    ``embeddings``: whether the server answers ``/v1/embeddings`` (a single server is probed); a
+    router's ``status.args`` say it when this is None. ``created`` is the time of the answer, not a date.
+    """
     meta = entry.meta or LlamaCppMeta()
     status = entry.status or LlamaCppStatus()
     n_params = within(meta.n_params, _MAX_COUNT)
-    return replace(
-        rec,
+    served_for_embeddings = embeddings if embeddings is not None else embeddings_from_args(status.args)
+    template = props.chat_template if props else None
+    caps = props.chat_template_caps if props else None
+    facts = ModelFacts(
         format="gguf",
-        size=within(meta.size, _MAX_COUNT) or 0,
+        size=within(meta.size, _MAX_COUNT),
         parameter_count=n_params,
-        parameter_size=human_number(n_params) if n_params else rec.parameter_size,
-        quantization_level=quantization_from_ftype(meta.ftype or "") or rec.quantization_level,
-        context_length=_llamacpp_context(meta, props, status),
+        parameter_size=human_number(n_params) if n_params else None,
+        quantization_level=quantization_from_ftype(meta.ftype or "") or None,
+        context_length=_llamacpp_context(meta, props),
+        configured_context_length=context_from_args(status.args),
         max_context_length=within(meta.n_ctx_train, _MAX_CONTEXT),
         embedding_length=within(meta.n_embd, _MAX_WIDTH),
         vocab_size=within(meta.n_vocab, _MAX_WIDTH),
-        capabilities=_llamacpp_capabilities(rec.capabilities, props, embeddings),
-        loaded=status.value == "loaded",
-        template=props.chat_template if props else None,
+        # A server that cannot embed can only complete; one that can embeds, and completes unless
+        # its model looks like an embedding model (llama-server says nothing about that).
+        completion=True if served_for_embeddings is False else None,
+        embedding=served_for_embeddings,
+        tools=tools_from_template_caps(caps),
+        thinking=thinking_from_props(template, caps),
+        vision=vision_from_modalities(props.modalities if props else None, entry.architecture),
     )
+    return Sighting(entry.id, facts, loaded=status.value == "loaded")
 
 
-def record_from_lmstudio_v1(model: LMStudioV1Model, modified_ns: int) -> ModelRecord:
-    rec = base_record(model.key, modified_ns)
-    caps = {EMBEDDING} if model.type == "embedding" else {COMPLETION}
-    flags = model.capabilities
-    if flags and model.type != "embedding":
-        caps |= {TOOLS} if flags.trained_for_tool_use else set()
-        caps |= {VISION} if flags.vision else set()
-        caps |= {THINKING} if flags.reasoning is not None else set()
+def seen_in_lmstudio_v1(model: LMStudioV1Model) -> Sighting:
+    """LM Studio REST v1: type, capability flags (when given), quantization, size, loaded context."""
+    embedding_model = model.type == "embedding"
+    flags = None if embedding_model else model.capabilities
     contexts = (within(i.config.context_length, _MAX_CONTEXT) for i in model.loaded_instances if i.config)
-    loaded_ctx = next((ctx for ctx in contexts if ctx), None)
-    max_ctx = within(model.max_context_length, _MAX_CONTEXT)
-    quant = model.quantization.name if model.quantization and model.quantization.name else ""
-    return replace(
-        rec,
-        family=model.architecture or rec.family,
-        format=model.format or "",
-        size=within(model.size_bytes, _MAX_COUNT) or 0,
-        parameter_size=model.params_string or rec.parameter_size,
-        quantization_level=quant or rec.quantization_level,
-        context_length=loaded_ctx or max_ctx,
-        max_context_length=max_ctx,
-        capabilities=ordered(caps),
-        loaded=bool(model.loaded_instances),
+    quant = model.quantization.name if model.quantization and model.quantization.name else None
+    facts = ModelFacts(
+        family=model.architecture or None,
+        format=model.format or None,
+        size=within(model.size_bytes, _MAX_COUNT),
+        parameter_size=model.params_string or None,
+        quantization_level=quant,
+        context_length=next((ctx for ctx in contexts if ctx), None),
+        max_context_length=within(model.max_context_length, _MAX_CONTEXT),
+        completion=not embedding_model,
+        embedding=embedding_model,
+        tools=False if embedding_model else flags.trained_for_tool_use if flags else None,
+        vision=False if embedding_model else flags.vision if flags else None,
+        thinking=False if embedding_model else flags.reasoning is not None if flags else None,
     )
+    return Sighting(model.key, facts, loaded=bool(model.loaded_instances))
 
 
-def record_from_lmstudio_v0(model: LMStudioV0Model, modified_ns: int) -> ModelRecord:
-    rec = base_record(model.id, modified_ns)
-    if model.type == "embeddings":
-        caps = {EMBEDDING}
-    else:
-        caps = {COMPLETION}
-        caps |= {TOOLS} if "tool_use" in (model.capabilities or []) else set()
-        caps |= {VISION} if model.type == "vlm" else set()
-        caps |= {THINKING} if THINKING in rec.capabilities else set()
-    max_ctx = within(model.max_context_length, _MAX_CONTEXT)
-    return replace(
-        rec,
-        family=model.arch or rec.family,
-        format=model.compatibility_type or "",
-        quantization_level=(model.quantization or "").upper() or rec.quantization_level,
-        context_length=within(model.loaded_context_length, _MAX_CONTEXT) or max_ctx,
-        max_context_length=max_ctx,
-        capabilities=ordered(caps),
-        loaded=model.state == "loaded",
+def seen_in_lmstudio_v0(model: LMStudioV0Model) -> Sighting:
+    """LM Studio REST v0: type (``llm``/``vlm``/``embeddings``), ``tool_use``, loaded context."""
+    embedding_model = model.type == "embeddings"
+    facts = ModelFacts(
+        family=model.arch or None,
+        format=model.compatibility_type or None,
+        quantization_level=(model.quantization or "").upper() or None,
+        context_length=within(model.loaded_context_length, _MAX_CONTEXT) if model.state == "loaded" else None,
+        max_context_length=within(model.max_context_length, _MAX_CONTEXT),
+        completion=not embedding_model,
+        embedding=embedding_model,
+        tools=not embedding_model and "tool_use" in (model.capabilities or []),
+        vision=model.type == "vlm",
+        thinking=False if embedding_model else None,
     )
+    return Sighting(model.id, facts, loaded=model.state == "loaded")
 
 
-def record_from_openai_entry(entry: ModelEntry, modified_ns: int, *, loaded: bool) -> ModelRecord:
-    """vLLM (``max_model_len``), OpenRouter (``context_length``), OpenAI and anything else."""
-    rec = base_record(entry.id, modified_ns_of(entry.created, modified_ns))
+def seen_in_openai_entry(entry: ModelEntry, *, loaded: bool, created_is_real: bool = True) -> Sighting:
+    """vLLM (``max_model_len``), OpenRouter (``context_length``, ``architecture``), OpenAI and anything else.
+
+    ``created_is_real``: false where ``created`` is the time of the answer (vLLM, llama.cpp).
+    """
     ctx = within(entry.max_model_len, _MAX_CONTEXT) or within(entry.context_length, _MAX_CONTEXT)
-    return replace(rec, context_length=ctx, max_context_length=ctx, loaded=loaded)
+    created = within(entry.created, _MAX_CREATED_S) if created_is_real else None
+    facts = ModelFacts(
+        max_context_length=ctx,
+        vision=vision_from_modalities(None, entry.architecture),
+        created_ns=created * 1_000_000_000 if created else None,
+    )
+    return Sighting(entry.id, facts, loaded=loaded)
+
+
+# ---------------------------------------------------------------------------
+# Facts remembered and settled -> the record clients are shown
+# ---------------------------------------------------------------------------
+
+
+def settle(remembered: ModelFacts | None, seen: ModelFacts, now_ns: int) -> ModelFacts:
+    """What is known of a model after a look at it: what the backend says now, else what it said before.
+
+    A model seen for the first time is stamped ``first_seen_ns = now_ns``; that stamp never changes.
+    """
+    base = remembered or ModelFacts(first_seen_ns=now_ns)
+    said = {f.name: value for f in fields(ModelFacts) if (value := getattr(seen, f.name)) is not None}
+    said.pop("first_seen_ns", None)
+    settled = replace(base, **said)
+    return settled if settled.first_seen_ns is not None else replace(settled, first_seen_ns=now_ns)
+
+
+def capabilities_from(upstream_id: str, facts: ModelFacts) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(capabilities, denied): each as the backend said, else as the id suggests; denied are those the
+    backend said the model lacks."""
+    guessed = infer_capabilities(upstream_id)
+    caps: set[str] = set()
+    denied: set[str] = set()
+    for cap in _CAPABILITY_ORDER:
+        said = facts.said(cap)
+        if said is False:
+            denied.add(cap)
+        if said or (said is None and cap in guessed):
+            caps.add(cap)
+    return ordered(caps), ordered(denied)
+
+
+def record_of(sighting: Sighting, facts: ModelFacts | None = None) -> ModelRecord:
+    """The record clients are shown: ``facts`` (by default the sighting's own) over what the id suggests."""
+    upstream_id = sighting.upstream_id
+    known = facts if facts is not None else sighting.facts
+    caps, denied = capabilities_from(upstream_id, known)
+    n_params = known.parameter_count
+    return ModelRecord(
+        upstream_id=upstream_id,
+        name=ollama_name(upstream_id),
+        family=known.family or infer_family(upstream_id),
+        parameter_size=known.parameter_size or (human_number(n_params) if n_params else "")
+        or infer_parameter_size(upstream_id),
+        parameter_count=n_params,
+        quantization_level=known.quantization_level or infer_quantization(upstream_id),
+        format=known.format or "",
+        size=known.size or 0,
+        context_length=known.context_length or known.configured_context_length or known.max_context_length,
+        max_context_length=known.max_context_length,
+        embedding_length=known.embedding_length,
+        vocab_size=known.vocab_size,
+        capabilities=caps,
+        denied=denied,
+        loaded=sighting.loaded,
+        modified_ns=known.created_ns or known.first_seen_ns or 0,
+    )
+
+
+def _record(sighting: Sighting, first_seen_ns: int) -> ModelRecord:
+    return record_of(sighting, settle(None, sighting.facts, first_seen_ns))
+
+
+def record_from_llamacpp(
+    entry: ModelEntry, props: LlamaCppProps | None, first_seen_ns: int, *, embeddings: bool | None = None
+) -> ModelRecord:
+    """A llama.cpp model as seen once, with nothing remembered (the registry also remembers)."""
+    return _record(seen_in_llamacpp(entry, props, embeddings=embeddings), first_seen_ns)
+
+
+def record_from_lmstudio_v1(model: LMStudioV1Model, first_seen_ns: int) -> ModelRecord:
+    return _record(seen_in_lmstudio_v1(model), first_seen_ns)
+
+
+def record_from_lmstudio_v0(model: LMStudioV0Model, first_seen_ns: int) -> ModelRecord:
+    return _record(seen_in_lmstudio_v0(model), first_seen_ns)
+
+
+def record_from_openai_entry(
+    entry: ModelEntry, first_seen_ns: int, *, loaded: bool, created_is_real: bool = True
+) -> ModelRecord:
+    return _record(seen_in_openai_entry(entry, loaded=loaded, created_is_real=created_is_real), first_seen_ns)
 
 
 # ---------------------------------------------------------------------------
@@ -416,10 +592,9 @@ def _parameters_text(record: ModelRecord) -> str:
 
 
 def _template_of(record: ModelRecord) -> str:
-    if record.template:
-        return record.template
-    # A Go-template stand-in that tells clients what the backend's own template supports
-    # (LiteLLM looks for "tools", Continue for ".Suffix").
+    """A Go-template stand-in that tells clients what the backend's own template supports (LiteLLM
+    looks for "tools", Continue for ".Suffix"): built from the capabilities alone, so it changes only
+    when they do."""
     parts = ["{{ if .System }}{{ .System }}\n{{ end }}"]
     if TOOLS in record.capabilities:
         parts.append("{{ if .Tools }}{{ .Tools }}\n{{ end }}")

@@ -51,6 +51,13 @@ class AnyModelName(msgspec.Struct):
     key: str | None = None
 
 
+class ModelArchitecture(msgspec.Struct):
+    """``architecture`` of a ``/v1/models`` entry (llama.cpp, OpenRouter): what goes in and out."""
+
+    input_modalities: list[str] | None = None  # "text", "image", "audio", ...
+    output_modalities: list[str] | None = None
+
+
 class LlamaCppGenerationSettings(msgspec.Struct):
     n_ctx: int | None = None
 
@@ -60,6 +67,9 @@ class LlamaCppProps(msgspec.Struct):
     total_slots: int | None = None
     model_path: str | None = None
     chat_template: str | None = None
+    # What llama-server found by test-rendering the template: supports_tools, supports_tool_calls, ...
+    # Values are read only when they are booleans (older builds report other keys and shapes).
+    chat_template_caps: dict[str, object] | None = None
     modalities: dict[str, bool] | None = None
     build_info: str | None = None
     role: str | None = None  # "router" in router mode

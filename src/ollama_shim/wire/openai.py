@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from .backends import LlamaCppMeta, LlamaCppStatus, NonEmpty
+from .backends import LlamaCppMeta, LlamaCppStatus, ModelArchitecture, NonEmpty
 
 JSONObject = dict[str, Any]
 
@@ -270,6 +270,7 @@ class ModelEntry(msgspec.Struct):
     owned_by: str | None = None
     meta: LlamaCppMeta | None = None  # llama.cpp: n_ctx_train, n_params, size, n_ctx, ...
     status: LlamaCppStatus | None = None  # llama.cpp router: {"value": "loaded" | ...}
+    architecture: ModelArchitecture | None = None  # llama.cpp, OpenRouter: input/output modalities
     max_model_len: int | None = None  # vLLM
     context_length: int | None = None  # OpenRouter
     root: str | None = None  # vLLM
