@@ -50,7 +50,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or REQUEST_ID.get() or None,
+            "request_id": _request_id(record),
         }
         fields = getattr(record, ACCESS_FIELD, None)
         if isinstance(fields, Mapping):
@@ -58,6 +58,12 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def _request_id(record: logging.LogRecord) -> str | None:
+    """The record's request id (set by ``RequestIdFilter``), None outside a request."""
+    found = getattr(record, "request_id", None) or REQUEST_ID.get()
+    return None if found in ("-", "") else found
 
 
 def _utc(created: float) -> str:

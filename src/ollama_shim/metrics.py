@@ -119,12 +119,13 @@ class RequestRecord:
 
     def access_fields(self) -> dict[str, str | int | float]:
         """The access-log line's fields: no prompt text, nothing the client wrote but method and path."""
-        fields: dict[str, str | int | float] = {"method": self.method, "path": self.path, "status": self.status,
-                                                "duration_ms": round(self.duration * 1000, 1)}
+        fields: dict[str, str | int | float] = {"method": self.method, "path": self.path}
         if self.model:
             fields["model"] = self.model
         if self.backend:
             fields["backend"] = self.backend
+        fields["status"] = self.status
+        fields["duration_ms"] = round(self.duration * 1000, 1)
         if self.tokens_in or self.tokens_out:
             fields["tokens_in"] = self.tokens_in
             fields["tokens_out"] = self.tokens_out
