@@ -13,7 +13,8 @@ holding a ``Metrics``:
 
 ``Metrics`` (one per app) turns finished records into the Prometheus series below and keeps the
 status page's figures (requests in flight, tokens per second over ``RATE_WINDOW`` seconds, the last
-``RECENT_ERRORS`` errors: kind, status and message, never prompt text).
+``RECENT_ERRORS`` errors: kind, status and message, never prompt text); the figures leave out the
+requests about the shim itself (``QUIET_PATHS``), which the Prometheus series count.
 
     ollama_shim_requests_total{endpoint,model,backend,status}   counter
     ollama_shim_request_duration_seconds{endpoint}                histogram
@@ -273,7 +274,8 @@ class Metrics:
             self._generated.append((now, record.tokens_out))
         if record.upstream_kind is not None:
             self.upstream_errors.labels(record.upstream_kind, record.backend).inc()
-        self.total_requests += 1
+        if not record.quiet:
+            self.total_requests += 1
         self.total_tokens_in += record.tokens_in
         self.total_tokens_out += record.tokens_out
         if record.error_kind:
