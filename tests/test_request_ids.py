@@ -16,6 +16,7 @@ import pytest
 
 from ollama_shim.logs import JsonFormatter, RequestIdFilter, configure
 from ollama_shim.request_id import REQUEST_ID, accept_request_id
+from ollama_shim.settings import SettingsError, load_settings
 from support import free_port
 from support.faults import MODEL, Fault, FaultUpstream
 from support.shim import shim_in_loop
@@ -200,3 +201,18 @@ async def test_the_server_logs_json_lines(upstream: FaultUpstream) -> None:
         "tokens_in": 5, "tokens_out": 8}
     assert access["backend"] == upstream.url
     assert any(line["message"].startswith("ollama-shim listening") for line in lines)
+
+
+@pytest.mark.parametrize(("argv", "environ", "fmt"), [
+    ([], {}, "text"),
+    (["--log-format", "json"], {}, "json"),
+    ([], {"OLLAMA_SHIM_LOG_FORMAT": "JSON"}, "json"),
+    (["--log-format", "text"], {"OLLAMA_SHIM_LOG_FORMAT": "json"}, "text"),
+])
+def test_log_format_setting(argv: list[str], environ: dict[str, str], fmt: str) -> None:
+    assert load_settings(argv, environ).log_format == fmt
+
+
+def test_an_unknown_log_format_is_refused() -> None:
+    with pytest.raises(SettingsError, match="log-format: 'xml': expected one of text, json"):
+        load_settings(["--log-format", "xml"], {})

@@ -26,7 +26,6 @@ from typing import TextIO
 
 from .request_id import REQUEST_ID
 
-LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 ACCESS_FIELD = "access"  # the LogRecord attribute holding the access fields
 

@@ -355,7 +355,7 @@ OPTIONS: tuple[Option, ...] = (
            repeat=True),
     Option("config", _text, "TOML configuration file"),
     Option("log_level", _log_level, f"one of {', '.join(LOG_LEVELS)}", "log_level"),
-    Option("log_format", _log_format, f"log line format: {' or '.join(LOG_FORMATS)} (one object per line)",
+    Option("log_format", _log_format, "log line format: text, or json (one object per line)",
            "log_format"),
     Option("connect_timeout", _seconds, "seconds to connect to a backend", "timeouts.connect"),
     Option("first_byte_timeout", _seconds, "seconds to wait for a backend's first byte (model loads)",
