@@ -30,7 +30,7 @@ ARGS       ?=
 .PHONY: help setup models test serve backend demo lint bench
 
 help:
-	@echo "make setup    venv, package + test deps, llama-server (first time: ~13 min build), GGUF models, JS client"
+	@echo "make setup    venv, package + test deps, llama-server (first time: ~13 min build), GGUF models, JS client, chromium"
 	@echo "make test     setup, then pytest"
 	@echo "make serve    run the shim (only the package is installed): make serve ARGS=\"--backend URL\""
 	@echo "make backend  llama-server in router mode on 127.0.0.1:8080 over $(MODELS_DIR)"
@@ -81,7 +81,13 @@ $(JS_DIR)/node_modules/.package-lock.json: $(JS_DIR)/package.json $(JS_DIR)/pack
 	cd $(JS_DIR) && npm ci --no-audit --no-fund
 	@touch $@
 
-setup: $(VENV)/.stamp-test $(VENV)/.stamp-llama-$(LLAMA_BUILD_TAG) models $(JS_DIR)/node_modules/.package-lock.json
+# Debian's chromium, for the status page test (tests/test_status_page.py drives it with Playwright).
+$(VENV)/.stamp-chromium: | $(PY)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@touch $@
+
+setup: $(VENV)/.stamp-test $(VENV)/.stamp-llama-$(LLAMA_BUILD_TAG) models $(JS_DIR)/node_modules/.package-lock.json \
+	$(VENV)/.stamp-chromium
 
 # The coverage report covers the package run in process; the modules the issue tracker holds to
 # 95% line coverage are relay, registry, loader, dialect and upstream.

@@ -5,8 +5,9 @@ a ``ShimError`` keeps its status and message, aiohttp's own 404/405/413 are give
 ``{"error": "..."}`` shape, and anything unexpected is logged with its traceback and answered
 500 without one. Failures after a stream began are written by the stream's own writer.
 
-Middleware order, outermost first: the error boundary, the lifecycle (requests in flight, for a
-graceful shutdown: ``routes.lifecycle``), the guard (API key and CORS: ``routes.guard``).
+Middleware order, outermost first: ``observed`` (the request id, the metrics and the access-log
+line: ``request_id``, ``metrics``, ``logs``), the error boundary, the lifecycle (requests in flight,
+for a graceful shutdown: ``routes.lifecycle``), the guard (API key and CORS: ``routes.guard``).
 
 ``ROUTES`` is every endpoint, in one table; the handlers live in ``routes/*``. A ``GET`` route
 answers ``HEAD`` too. Resources that live as long as the app (the upstream client session) are
@@ -17,18 +18,25 @@ May import: aiohttp.web, stdlib, ``ollama_shim.*``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from . import metrics
 from .errors import ShimError
 from .loader import Loader
+from .logs import log_access
+from .metrics import Metrics, RequestRecord
 from .registry import Registry
-from .routes import anthropic, embed, generation, guard, manage, meta, models, passthrough, responses
+from .request_id import HEADER, REQUEST_ID, accept_request_id
+from .routes import anthropic, embed, generation, guard, manage, meta, models, passthrough, responses, status
 from .routes.http import error_response
 from .routes.lifecycle import LIFECYCLE, Lifecycle
 from .routes.state import STATE, AppState
+from .routes.status import METRICS
 from .settings import Settings
 from .upstream import Upstream
 
@@ -53,6 +61,10 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("DELETE", "/api/delete", manage.delete),
     ("HEAD", "/api/blobs/{digest}", manage.blobs),
     ("POST", "/api/blobs/{digest}", manage.blobs),
+    ("GET", "/metrics", status.metrics_text),
+    ("GET", "/status", status.page),
+    ("GET", "/status.js", status.script),
+    ("GET", "/status.json", status.summary),
     ("POST", responses.PATH, responses.create),
     ("POST", anthropic.MESSAGES_PATH, anthropic.messages),
     ("POST", anthropic.COUNT_TOKENS_PATH, anthropic.count_tokens),
@@ -77,6 +89,7 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ShimError as exc:
+        metrics.note_error(exc)
         return _error(request, exc.status, exc.message)
     except web.HTTPRequestEntityTooLarge:
         return _error(request, 413, f"request body is larger than the limit of {request.client_max_size} bytes")
@@ -84,15 +97,62 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.status < 400:
             raise
         return _error(request, exc.status, _HTTP_TEXT.get(exc.status, exc.reason))
-    except Exception:
+    except Exception as exc:
+        metrics.note_error(exc)
         log.exception("unexpected error in %s %s", request.method, request.path)
         return _error(request, 500, "internal error in ollama-shim; see its log")
 
 
+RECORD = web.RequestKey("record", RequestRecord)
+CLIENT_LEFT = 499  # the status logged and counted for a request whose client went away
+
+
+@web.middleware
+async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give the request its id and record (for the logs, the upstream calls and the metrics), then
+    count it and write its access-log line once it is over."""
+    request_id = accept_request_id(request.headers.get(HEADER))
+    route = request.match_info.route.resource
+    record = RequestRecord(request_id, request.method, request.raw_path.partition("?")[0][:256],
+                           metrics.endpoint_label(route.canonical if route else None, request.path), time.monotonic())
+    request[RECORD] = record
+    observer = request.app[METRICS]
+    id_token, record_token = REQUEST_ID.set(request_id), metrics.track(record)
+    observer.began(record)
+    try:
+        response = await handler(request)
+        record.status = response.status
+        return response
+    except asyncio.CancelledError:
+        record.status = CLIENT_LEFT
+        raise
+    except web.HTTPException as exc:  # a redirect the boundary lets through
+        record.status = exc.status
+        raise
+    finally:
+        observer.finished(record)
+        log_access(record.access_fields(), quiet=record.quiet)
+        metrics.untrack(record_token)
+        REQUEST_ID.reset(id_token)
+
+
+async def stamp_response(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the request id on every response; a streamed one counts as a stream."""
+    record = request.get(RECORD)
+    if record is None:
+        return
+    response.headers[HEADER] = record.request_id
+    if not isinstance(response, web.Response) and not record.status:  # status: set once it is over
+        request.app[METRICS].stream_started(record)
+
+
 def create_app(settings: Settings) -> web.Application:
     lifecycle = Lifecycle()
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_boundary, lifecycle.middleware])
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[observed, error_boundary, lifecycle.middleware])
     app[LIFECYCLE] = lifecycle
+    app[METRICS] = Metrics.from_environment()
+    app.on_response_prepare.append(stamp_response)
     upstream = Upstream(settings.timeouts, settings.limits, secrets=[b.key for b in settings.backends])
     registry = Registry(settings, upstream)
     app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=Loader(upstream, registry))

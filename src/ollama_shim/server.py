@@ -12,7 +12,7 @@ No backend configured: ``discovery.resolve`` looks for one before the app is bui
 found ``routes.no_backend`` makes every route that needs one answer how to get one.
 
 May import: aiohttp.web, asyncio, logging, signal, stdlib, ``ollama_shim.app``, ``ollama_shim.connections``,
-``ollama_shim.discovery``, ``ollama_shim.routes.lifecycle``, ``ollama_shim.routes.no_backend``,
+``ollama_shim.discovery``, ``ollama_shim.logs``, ``ollama_shim.routes.lifecycle``, ``ollama_shim.routes.no_backend``,
 ``ollama_shim.settings``.
 """
 
@@ -29,6 +29,7 @@ from aiohttp import web
 from . import discovery
 from .app import create_app
 from .connections import ShimRunner, raise_open_file_limit
+from .logs import configure as configure_logs
 from .routes import no_backend
 from .routes.lifecycle import LIFECYCLE
 from .settings import Settings, is_loopback
@@ -46,9 +47,9 @@ def cannot_listen(settings: Settings, exc: OSError) -> ServeError:
     return ServeError(f"cannot listen on {settings.host}:{settings.port}: {reason}")
 
 
-def setup_logging(level: str) -> None:
-    """The one logging set-up of the process (a forked worker inherits it)."""
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """The one logging set-up of the process (a forked worker inherits it): ``logs.configure``."""
+    configure_logs(level, fmt)
 
 
 async def start(settings: Settings, *, reuse_port: bool = False,
@@ -129,7 +130,7 @@ async def drain(runner: web.AppRunner, grace: float, hurry: asyncio.Event | None
 
 
 def run(settings: Settings, *, reuse_port: bool = False, supervisor: int | None = None) -> None:
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     files = raise_open_file_limit()
     if settings.connections.max_connections and files < settings.connections.max_connections + 64:
         log.warning("the open-file limit (%d) is below --max-connections (%d): connections may fail before "

@@ -33,6 +33,7 @@ DEFAULT_LISTEN = "127.0.0.1:11434"
 DEFAULT_OLLAMA_VERSION = "0.32.10"
 BACKEND_KINDS = ("auto", *DIALECTS)
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 ENV_PREFIX = "OLLAMA_SHIM_"
 
 
@@ -116,6 +117,7 @@ class Settings:
     connections: Connections = field(default_factory=Connections)
     passthrough: tuple[str, ...] = DEFAULT_PASSTHROUGH
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object per line
     ollama_version: str = DEFAULT_OLLAMA_VERSION
     catalog_ttl: float = 10.0
     max_body_bytes: int = 100 * 1024 * 1024
@@ -261,6 +263,13 @@ def _log_level(option: Option, value: Any) -> str:
     return level
 
 
+def _log_format(option: Option, value: Any) -> str:
+    fmt = _text(option, value).lower()
+    if fmt not in LOG_FORMATS:
+        _bad(option, f"{fmt!r}: expected one of {', '.join(LOG_FORMATS)}")
+    return fmt
+
+
 def _version(option: Option, value: Any) -> str:
     version = str(value)
     if not all(part.isdigit() for part in version.split(".")):
@@ -350,6 +359,8 @@ OPTIONS: tuple[Option, ...] = (
            repeat=True),
     Option("config", _text, "TOML configuration file"),
     Option("log_level", _log_level, f"one of {', '.join(LOG_LEVELS)}", "log_level"),
+    Option("log_format", _log_format, "log line format: text, or json (one object per line)",
+           "log_format"),
     Option("connect_timeout", _seconds, "seconds to connect to a backend", "timeouts.connect"),
     Option("first_byte_timeout", _seconds, "seconds to wait for a backend's first byte (model loads)",
            "timeouts.first_byte"),

@@ -22,7 +22,7 @@ What a backend may send is bounded too:
   configured key replaced by ``***``.
 
 May import: aiohttp, msgspec, multidict, yarl, stdlib, ``ollama_shim.settings``, ``ollama_shim.errors``,
-``ollama_shim.wire``.
+``ollama_shim.wire``, ``ollama_shim.request_id``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .errors import UpstreamError, UpstreamProtocol, UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
+from .request_id import HEADER as REQUEST_ID_HEADER
+from .request_id import REQUEST_ID
 from .settings import Backend, Limits, Timeouts
 from .wire.openai import ErrorBody
 
@@ -168,6 +170,8 @@ class Upstream:
         headers = CIMultiDict(extra)
         if backend.key:
             headers["Authorization"] = f"Bearer {backend.key}"  # replaces any spelling of it
+        if request_id := REQUEST_ID.get():
+            headers[REQUEST_ID_HEADER] = request_id  # the id of the request this call is made for
         return headers
 
     def _secrets_of(self, backend: Backend) -> tuple[str, ...]:

@@ -6,13 +6,17 @@ between them. The parent only supervises: on SIGTERM, SIGINT or SIGHUP it sends 
 for SIGINT) to every worker and waits. A worker whose supervisor dies, even by SIGKILL, stops as
 on SIGTERM so that a restart can bind the port: on Linux the kernel tells it (``PR_SET_PDEATHSIG``),
 elsewhere it notices within a second (``server.serve`` watches ``getppid()``).
+Metrics: before forking, the parent makes a fresh directory and names it in
+``PROMETHEUS_MULTIPROC_DIR``, where every worker writes its series (``metrics``); a worker that
+exits is marked dead there, and the directory is removed when the parent exits.
 When the workers exit after a signal, it exits with 0. When one stops on its own (it crashed or
 could not bind), the parent stops the others and exits with that worker's status, so whatever
 started the shim sees it fail instead of running short of a worker.
 
 Linux spreads connections across ``SO_REUSEPORT`` sockets; other systems may not.
 
-May import: contextlib, ctypes, os, signal, socket, sys, logging, ``ollama_shim.server``, ``ollama_shim.settings``.
+May import: contextlib, ctypes, os, shutil, signal, socket, sys, tempfile, logging, ``ollama_shim.server``,
+``ollama_shim.settings``, ``ollama_shim.metrics``.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 
+from .metrics import MULTIPROC_ENV, forget_worker
 from .server import STOP_SIGNALS, ServeError, cannot_listen, run, setup_logging
 from .settings import Settings
 
@@ -90,8 +97,10 @@ def _signal_all(pids: set[int], sig: int) -> None:
 
 def run_workers(settings: Settings) -> int:
     """Start the workers, supervise them, return the exit status for the command."""
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     check_port_free(settings)
+    metrics_dir = tempfile.mkdtemp(prefix="ollama-shim-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir  # read by each worker's metrics (prometheus_client's multiprocess mode)
     sys.stdout.flush()
     sys.stderr.flush()
     stopping = False
@@ -110,6 +119,7 @@ def run_workers(settings: Settings) -> int:
         while running:
             pid, raw = os.wait()
             running.discard(pid)
+            forget_worker(pid, metrics_dir)
             code = os.waitstatus_to_exitcode(raw)
             if not stopping and status == 0:
                 log.error("worker %d stopped (status %d); stopping the others", pid, code)
@@ -121,3 +131,5 @@ def run_workers(settings: Settings) -> int:
         _signal_all(running, signal.SIGKILL)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)

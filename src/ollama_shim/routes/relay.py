@@ -18,7 +18,7 @@ writer's error frame); text already sent is never sent again. So does a shutdown
 (``routes.lifecycle``).
 
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
-``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``.
+``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``, ``ollama_shim.metrics``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Generic, Protocol, TypeVar
 
 from aiohttp import web
 
+from .. import metrics
 from ..errors import ShimError, UpstreamProtocol, UpstreamStatus
 from ..registry import Resolved
 from ..translate.pipeline import EventTranslator, Produced, StreamPipeline
@@ -58,6 +59,7 @@ def needs_load(exc: UpstreamStatus) -> bool:
 async def _retried(state: AppState, resolved: Resolved, attempt: Callable[[], Awaitable[T]]) -> tuple[T, int]:
     """``attempt()``'s result, loading and retrying while the model is not loaded, and the monotonic
     ns at which the attempt that succeeded began."""
+    metrics.route_to(resolved.record.name, resolved.backend.root)
     for delay in (*RETRY_DELAYS, None):
         began_ns = time.monotonic_ns()
         try:
@@ -100,7 +102,9 @@ async def complete(
 
     completion, began_ns = await _retried(state, resolved, attempt)
     ctx = dataclasses.replace(ctx, load_ns=max(0, began_ns - ctx.started_ns))
-    return json_response(completion_to_ollama(completion, ctx))
+    answer = completion_to_ollama(completion, ctx)
+    metrics.observe_tokens(answer)
+    return json_response(answer)
 
 
 async def _open(
@@ -138,6 +142,7 @@ async def _drive(
 
 
 async def _take(produced: Produced[T], take: Callable[[list[T]], Awaitable[None]]) -> None:
+    metrics.observe_chunks(produced.chunks)
     await take(produced.chunks)
     if produced.error is not None:
         raise produced.error
@@ -230,6 +235,7 @@ async def stream_answer(
             if not out.started:
                 raise  # nothing was sent: the error boundary answers with the right status
             log.warning("stream from %s broke: %s", resolved.backend.root, exc.message)
+            metrics.note_error(exc)
             await out.write_error(exc.message, exc.status)
         except asyncio.CancelledError:
             if not out.started or not lifecycle_of(request).absorb():
