@@ -44,6 +44,9 @@ class Dialect:
     strict_json_schema: bool = True
     # Whether every model ``/v1/models`` lists is loaded and served now (vLLM serves what it lists).
     lists_loaded_models: bool = False
+    # A final assistant message (a "Continue"): the backend continues it but repeats it at the start
+    # of its answer (llama.cpp), needs vLLM's `continue_final_message` flags, or decides itself.
+    prefill: Literal["echoes_prefix", "continue_flag", "none"] = "none"
 
 
 _STANDARD = frozenset({"temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"})
@@ -56,6 +59,7 @@ LLAMACPP = Dialect(
     json_mode="json_object",
     think_style="chat_template_kwargs",
     stream_upstream=True,
+    prefill="echoes_prefix",
 )
 LMSTUDIO = Dialect(
     kind="lmstudio",
@@ -73,6 +77,7 @@ VLLM = Dialect(
     repeat_penalty_field="repetition_penalty",
     think_style="chat_template_kwargs",
     lists_loaded_models=True,
+    prefill="continue_flag",
 )
 OPENAI = Dialect(
     kind="openai",

@@ -22,6 +22,7 @@ from ..errors import BadRequest, ModelNotFound, ShimError
 from ..registry import Resolved
 from ..timefmt import utc_timestamp
 from ..translate.catalog import COMPLETION, INSERT
+from ..translate.prefill import echoed_prefix
 from ..translate.request import (
     Delivery,
     GenerationPlan,
@@ -72,6 +73,7 @@ async def _answer(request: web.Request, req: GenerationRequest, started_ns: int)
         started_ns=started_ns,
         hide_thinking=req.think is False,
         want_tool_calls=isinstance(req, ow.ChatRequest) and bool(req.tools),
+        echoed_prefix=echoed_prefix(req.messages, resolved.dialect) if isinstance(req, ow.ChatRequest) else "",
     )
     body = await off_loop(request, lambda: encode(plan.request))
     response = await relay.deliver(plan.delivery, request, state, resolved, plan.path, body, ctx)
