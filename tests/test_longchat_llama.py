@@ -3,7 +3,8 @@
 A 60-turn chat is longer than the context: llama-server alone refuses it, the shim drops the
 oldest turns (counting with the server's own template and tokenizer) and answers, streamed and
 not; ``truncate: false`` gets Ollama's error. A final assistant message is continued and the
-answer holds only the new text, where llama-server alone repeats the partial text first.
+answer holds only the new text, where llama-server alone repeats the partial text first. A generate
+ends with ``context``: the server's token ids of the templated prompt and the answer.
 """
 
 from __future__ import annotations
@@ -108,3 +109,17 @@ def test_continue_adds_only_new_text(shim: str, server: LlamaServer, stream: boo
     text = "".join(line["message"]["content"] for line in lines)
     assert not text.startswith("Roses")
     assert text == direct["choices"][0]["message"]["content"].removeprefix("Roses are red, violets")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_generate_ends_with_the_conversation_as_token_ids(shim: str, server: LlamaServer, stream: bool) -> None:
+    body = {"model": SMOL, "prompt": "Say hello.", "stream": stream, "options": {**GREEDY, "num_predict": 6}}
+    with httpx.Client(timeout=300) as client:
+        lines = [json.loads(line) for line in client.post(shim + "/api/generate", json=body).text.splitlines()]
+    done = lines[-1]
+    answer = "".join(line["response"] for line in lines)
+    _, rendered = server.post("/apply-template", {"messages": [{"role": "user", "content": "Say hello."}]})
+    _, tokens = server.post("/tokenize", {"content": rendered["prompt"] + answer})
+    assert done["done"] is True and done["context"] == tokens["tokens"]
+    assert len(done["context"]) > done["eval_count"] > 0
+    assert all("context" not in line for line in lines[:-1])

@@ -4,8 +4,9 @@
 (router or single; the body's ``model`` picks the router's child) and None elsewhere. It
 renders a chat body with the model's own template, exactly as a completion would be prompted
 (``/apply-template``), and tokenizes text (``/tokenize`` with ``add_special: false``, as Ollama
-asks). Each call is bounded by ``CALL_TIMEOUT``; every failure is an ``UpstreamError`` for the
-caller to fall back on.
+asks). Each call is bounded by ``CALL_TIMEOUT`` and, as it changes nothing on the server, tried
+twice when the connection breaks; every failure is an ``UpstreamError`` for the caller to fall
+back on.
 
 May import: stdlib, msgspec, ``ollama_shim.upstream``, ``ollama_shim.registry``, ``ollama_shim.settings``,
 ``ollama_shim.errors``, ``ollama_shim.wire``.
@@ -18,7 +19,7 @@ from typing import TypeVar
 
 import msgspec
 
-from .errors import UpstreamTimeout
+from .errors import UpstreamProtocol, UpstreamTimeout
 from .registry import Resolved
 from .settings import Backend
 from .upstream import Upstream
@@ -58,7 +59,12 @@ class Tokenizer:
     async def _post(self, path: str, body: bytes, type_: type[T]) -> T:
         try:
             async with asyncio.timeout(CALL_TIMEOUT):
-                return await self._upstream.post_json(self._backend, path, body, type_)
+                try:
+                    return await self._upstream.post_json(self._backend, path, body, type_)
+                except UpstreamProtocol:
+                    # After a streamed answer llama-server leaves the pooled connection half closed, and
+                    # the next request written on it fails once. These calls change nothing: ask again.
+                    return await self._upstream.post_json(self._backend, path, body, type_)
         except TimeoutError:
             raise UpstreamTimeout(f"backend at {self._backend.root} did not answer {path} in {CALL_TIMEOUT:g} s") \
                 from None

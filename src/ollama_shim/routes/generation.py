@@ -26,6 +26,7 @@ from aiohttp import web
 from ..errors import BadRequest, ModelNotFound, ShimError, UpstreamStatus
 from ..registry import Resolved
 from ..timefmt import utc_timestamp
+from ..tokens import tokenizer_for
 from ..translate.catalog import COMPLETION, INSERT
 from ..translate.prefill import echoed_prefix
 from ..translate.request import (
@@ -42,6 +43,7 @@ from ..translate.stream import OllamaChunk, StreamContext
 from ..translate.truncation import OLLAMA_TOO_LONG, context_overflow
 from ..wire import ollama as ow
 from . import fitting, relay
+from .generate_context import ContextIds
 from .http import encode, json_response, off_loop, read_body
 from .state import AppState, log, state_of
 
@@ -98,7 +100,7 @@ async def _delivered(
     """The relayed answer. A backend's "prompt too long" refusal before the first byte is Ollama's 400;
     a chat (unless ``truncate: false``) is first cut to fit and sent once more."""
     try:
-        return await _relayed(request, state, resolved, plan, ctx)
+        return await _relayed(request, state, resolved, req, plan, ctx)
     except UpstreamStatus as exc:
         overflow = context_overflow(exc.message)
         if overflow is None:
@@ -112,7 +114,7 @@ async def _delivered(
             raise BadRequest(exc.message) from exc
         log.info("%s refused the prompt as too long (%s); sending it cut to fit", resolved.backend.root, exc.message)
     try:
-        return await _relayed(request, state, resolved, retry, ctx)
+        return await _relayed(request, state, resolved, req, retry, ctx)
     except UpstreamStatus as exc:
         if context_overflow(exc.message) is None:
             raise
@@ -120,10 +122,15 @@ async def _delivered(
 
 
 async def _relayed(
-    request: web.Request, state: AppState, resolved: Resolved, plan: GenerationPlan, ctx: StreamContext
+    request: web.Request, state: AppState, resolved: Resolved, req: GenerationRequest, plan: GenerationPlan,
+    ctx: StreamContext,
 ) -> web.StreamResponse:
+    """The answer relayed; a non-raw generate's done chunk gets ``context`` (``generate_context``)."""
     body = await off_loop(request, lambda: encode(plan.request))
-    return await relay.deliver(plan.delivery, request, state, resolved, plan.path, body, ctx)
+    amend = None
+    if isinstance(req, ow.GenerateRequest) and not req.raw:
+        amend = ContextIds(tokenizer_for(state.upstream, resolved), plan, state.settings.limits.gathered_bytes)
+    return await relay.deliver(plan.delivery, request, state, resolved, plan.path, body, ctx, amend)
 
 
 def _check_can_answer(resolved: Resolved, req: GenerationRequest) -> None:

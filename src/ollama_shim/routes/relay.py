@@ -4,7 +4,8 @@
 SSE chunks arrive), ``gather`` (the backend streams, the client gets one object assembled from
 it, bounded by ``limits.gathered_bytes``) or ``complete`` (one JSON object each way). The first
 two write or collect what ``translate.pipeline.StreamPipeline`` produces; this module holds no
-decoding or translation of its own.
+decoding or translation of its own. An optional ``amend`` step sees each batch of chunks before it
+is written or kept (``/api/generate`` puts its ``context`` on the done chunk there).
 
 All share the retry rule: only before any byte went to the client, a backend that says no model
 is loaded ("No models loaded", llama.cpp's 503 "Loading model") gets a load request and a bounded
@@ -40,6 +41,8 @@ from .lifecycle import SHUTTING_DOWN, lifecycle_of
 from .state import AppState, log
 
 T = TypeVar("T")
+# A last step on each batch of chunks before it is written or kept (e.g. ``context`` on the done chunk).
+Amend = Callable[[list[OllamaChunk]], Awaitable[list[OllamaChunk]]]
 
 RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -76,18 +79,18 @@ async def with_load_retry(state: AppState, resolved: Resolved, attempt: Callable
 
 async def deliver(
     delivery: Delivery, request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes,
-    ctx: StreamContext,
+    ctx: StreamContext, amend: Amend | None = None,
 ) -> web.StreamResponse:
-    """Relay the answer the way ``delivery`` says."""
+    """Relay the answer the way ``delivery`` says; ``amend`` sees every batch of chunks first."""
     if delivery is Delivery.STREAM:
-        return await stream(request, state, resolved, path, body, ctx)
+        return await stream(request, state, resolved, path, body, ctx, amend)
     if delivery is Delivery.GATHER:
-        return await gather(state, resolved, path, body, ctx)
-    return await complete(state, resolved, path, body, ctx)
+        return await gather(state, resolved, path, body, ctx, amend)
+    return await complete(state, resolved, path, body, ctx, amend)
 
 
 async def complete(
-    state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
+    state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext, amend: Amend | None = None
 ) -> web.Response:
     """One upstream answer -> one Ollama object (``stream: false``)."""
     async def attempt() -> ChatCompletion:
@@ -95,7 +98,8 @@ async def complete(
 
     completion, began_ns = await _retried(state, resolved, attempt)
     ctx = dataclasses.replace(ctx, load_ns=max(0, began_ns - ctx.started_ns))
-    return json_response(completion_to_ollama(completion, ctx))
+    answer = [completion_to_ollama(completion, ctx)]
+    return json_response((await amend(answer) if amend else answer)[-1])
 
 
 async def _open(
@@ -132,6 +136,18 @@ async def _drive(
     await _take(pipeline.close(), take)  # the backend hung up, with or without [DONE]
 
 
+def _amended(
+    take: Callable[[list[OllamaChunk]], Awaitable[None]], amend: Amend | None
+) -> Callable[[list[OllamaChunk]], Awaitable[None]]:
+    if amend is None:
+        return take
+
+    async def amended(chunks: list[OllamaChunk]) -> None:
+        await take(await amend(chunks))
+
+    return amended
+
+
 async def _take(produced: Produced[T], take: Callable[[list[T]], Awaitable[None]]) -> None:
     await take(produced.chunks)
     if produced.error is not None:
@@ -139,14 +155,15 @@ async def _take(produced: Produced[T], take: Callable[[list[T]], Awaitable[None]
 
 
 async def stream(
-    request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
+    request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext,
+    amend: Amend | None = None,
 ) -> web.StreamResponse:
     """Upstream SSE -> Ollama NDJSON, chunk by chunk."""
     async with contextlib.AsyncExitStack() as stack:
         chunks, pipeline = await _open(stack, state, resolved, path, body, _ollama_translator(ctx))
         out = NdjsonStream(request)
         try:
-            await _drive(chunks, pipeline, out.write_many)
+            await _drive(chunks, pipeline, _amended(out.write_many, amend))
         except ShimError as exc:
             if not out.started:
                 raise  # nothing was sent: the error boundary answers with the right status
@@ -159,7 +176,9 @@ async def stream(
         return await out.finish()
 
 
-async def gather(state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext) -> web.Response:
+async def gather(
+    state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext, amend: Amend | None = None
+) -> web.Response:
     """A streamed upstream answer assembled into one Ollama object (``stream: false`` on a backend
     whose dialect says ``stream_upstream``), so that a client that leaves stops the backend too.
     More than ``limits.gathered_bytes`` of text is a 502."""
@@ -178,5 +197,5 @@ async def gather(state: AppState, resolved: Resolved, path: str, body: bytes, ct
 
     async with contextlib.AsyncExitStack() as stack:
         chunks, pipeline = await _open(stack, state, resolved, path, body, _ollama_translator(ctx))
-        await _drive(chunks, pipeline, keep)
+        await _drive(chunks, pipeline, _amended(keep, amend))
     return json_response(merge_pieces(pieces))
