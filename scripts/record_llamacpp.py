@@ -27,6 +27,9 @@ from support import llama  # noqa: E402
 OUT = ROOT / "tests" / "fixtures" / "recorded"
 MESSAGES = [{"role": "user", "content": "Name three colours."}]
 SHORT = [{"role": "user", "content": "Reply with just the word: hello"}]  # ends with finish_reason stop
+# A "Continue": the partial answer as the last message; this build repeats it at the answer's start.
+PREFILL = [{"role": "user", "content": "Write a short poem about flowers."},
+           {"role": "assistant", "content": "Roses are red, violets"}]
 GREEDY = {"temperature": 0, "seed": 42}
 MODELS = llama.MODELS_DIR.relative_to(ROOT)
 SMOLLM2 = llama.model_file(llama.SMOLLM2).relative_to(ROOT)
@@ -64,6 +67,7 @@ def record_single() -> None:
         save_sse("llamacpp_chat_stream_usage", chat, {"messages": SHORT, "max_tokens": 64, **usage, **GREEDY})
         save_sse("llamacpp_chat_stream_length", chat, {"messages": MESSAGES, "max_tokens": 5, **usage, **GREEDY})
         save_sse("llamacpp_chat_stream_plain", chat, {"messages": MESSAGES, "max_tokens": 5, "stream": True, **GREEDY})
+        save_sse("llamacpp_chat_stream_prefill", chat, {"messages": PREFILL, "max_tokens": 8, "stream": True, **GREEDY})
         # Seed 2 at temperature 1.5 starts with an emoji made of three tokens: no role chunk at all.
         emoji = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 3, "stream": True}
         save_sse("llamacpp_chat_stream_no_role", chat, {**emoji, "seed": 2, "temperature": 1.5})

@@ -47,6 +47,9 @@ class Dialect:
     # The client APIs this backend speaks itself ("messages": Anthropic, "responses": OpenAI
     # Responses): such requests are forwarded as they are, with only the model name mapped.
     native_apis: frozenset[str] = frozenset()
+    # A final assistant message (a "Continue"): the backend continues it but repeats it at the start
+    # of its answer (llama.cpp), needs vLLM's `continue_final_message` flags, or decides itself.
+    prefill: Literal["echoes_prefix", "continue_flag", "none"] = "none"
 
 
 _STANDARD = frozenset({"temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"})
@@ -62,6 +65,7 @@ LLAMACPP = Dialect(
     # llama-server answers /v1/responses too, but its stream leaves out `content_index` on text
     # deltas and the openai SDK's stream reader fails on it: that API is translated instead.
     native_apis=frozenset({"messages"}),
+    prefill="echoes_prefix",
 )
 LMSTUDIO = Dialect(
     kind="lmstudio",
@@ -79,6 +83,7 @@ VLLM = Dialect(
     repeat_penalty_field="repetition_penalty",
     think_style="chat_template_kwargs",
     lists_loaded_models=True,
+    prefill="continue_flag",
 )
 OPENAI = Dialect(
     kind="openai",

@@ -7,6 +7,11 @@ model, or unloads it with ``keep_alive: 0``, and is answered with ``done_reason:
 ``"unload"`` as Ollama does, without a completion. ``keep_alive: 0`` on a real request unloads
 after it.
 
+A chat longer than the model's context loses its oldest messages first (``routes.fitting``);
+a backend's own "prompt too long" refusal is answered 400, in Ollama's words with
+``truncate: false``, after one retry cut to fit otherwise. A final assistant message is a
+prefill: its echo is removed from the answer where the backend repeats it (``translate.prefill``).
+
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
 ``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.timefmt``, ``ollama_shim.wire``.
 """
@@ -18,11 +23,14 @@ import time
 
 from aiohttp import web
 
-from ..errors import BadRequest, ModelNotFound, ShimError
+from ..errors import BadRequest, ModelNotFound, ShimError, UpstreamStatus
 from ..registry import Resolved
 from ..timefmt import utc_timestamp
+from ..tokens import tokenizer_for
 from ..translate.catalog import COMPLETION, INSERT, VISION
+from ..translate.prefill import echoed_prefix
 from ..translate.request import (
+    ChatRequestPlan,
     Delivery,
     GenerationPlan,
     chat_request_to_openai,
@@ -32,10 +40,12 @@ from ..translate.request import (
     wants_unload,
 )
 from ..translate.stream import OllamaChunk, StreamContext
+from ..translate.truncation import OLLAMA_TOO_LONG, context_overflow
 from ..wire import ollama as ow
-from . import relay
+from . import fitting, relay
+from .generate_context import ContextIds
 from .http import encode, json_response, off_loop, read_body
-from .state import AppState, state_of
+from .state import AppState, log, state_of
 
 GenerationRequest = ow.ChatRequest | ow.GenerateRequest
 
@@ -73,13 +83,55 @@ async def _answer(request: web.Request, req: GenerationRequest, started_ns: int)
         started_ns=started_ns,
         hide_thinking=req.think is False,
         want_tool_calls=isinstance(req, ow.ChatRequest) and bool(req.tools),
+        echoed_prefix=echoed_prefix(req.messages, resolved.dialect) if isinstance(req, ow.ChatRequest) else "",
     )
-    body = await off_loop(request, lambda: encode(plan.request))
-    response = await relay.deliver(plan.delivery, request, state, resolved, plan.path, body, ctx)
+    if isinstance(req, ow.ChatRequest) and isinstance(plan, ChatRequestPlan):
+        plan = await fitting.fit(state, resolved, req, plan)
+    response = await _delivered(request, state, resolved, req, plan, ctx)
     if wants_unload(req.keep_alive):
         with contextlib.suppress(ShimError):
             await state.loader.unload(resolved)
     return response
+
+
+async def _delivered(
+    request: web.Request, state: AppState, resolved: Resolved, req: GenerationRequest, plan: GenerationPlan,
+    ctx: StreamContext,
+) -> web.StreamResponse:
+    """The relayed answer. A backend's "prompt too long" refusal before the first byte is Ollama's 400;
+    a chat (unless ``truncate: false``) is first cut to fit and sent once more."""
+    try:
+        return await _relayed(request, state, resolved, req, plan, ctx)
+    except UpstreamStatus as exc:
+        overflow = context_overflow(exc.message)
+        if overflow is None:
+            raise
+        if req.truncate is False:
+            raise BadRequest(OLLAMA_TOO_LONG) from exc
+        retry = None
+        if isinstance(req, ow.ChatRequest) and isinstance(plan, ChatRequestPlan):
+            retry = await fitting.refit(state, resolved, req, plan, overflow)
+        if retry is None:
+            raise BadRequest(exc.message) from exc
+        log.info("%s refused the prompt as too long (%s); sending it cut to fit", resolved.backend.root, exc.message)
+    try:
+        return await _relayed(request, state, resolved, req, retry, ctx)
+    except UpstreamStatus as exc:
+        if context_overflow(exc.message) is None:
+            raise
+        raise BadRequest(exc.message) from exc
+
+
+async def _relayed(
+    request: web.Request, state: AppState, resolved: Resolved, req: GenerationRequest, plan: GenerationPlan,
+    ctx: StreamContext,
+) -> web.StreamResponse:
+    """The answer relayed; a non-raw generate's done chunk gets ``context`` (``generate_context``)."""
+    body = await off_loop(request, lambda: encode(plan.request))
+    amend = None
+    if isinstance(req, ow.GenerateRequest) and not req.raw:
+        amend = ContextIds(tokenizer_for(state.upstream, resolved), plan, state.settings.limits.gathered_bytes)
+    return await relay.deliver(plan.delivery, request, state, resolved, plan.path, body, ctx, amend)
 
 
 def _check_can_answer(resolved: Resolved, req: GenerationRequest) -> None:

@@ -4,7 +4,8 @@
 SSE chunks arrive), ``gather`` (the backend streams, the client gets one object assembled from
 it, bounded by ``limits.gathered_bytes``) or ``complete`` (one JSON object each way). The first
 two write or collect what ``translate.pipeline.StreamPipeline`` produces; this module holds no
-decoding or translation of its own.
+decoding or translation of its own. An optional ``amend`` step sees each batch of chunks before it
+is written or kept (``/api/generate`` puts its ``context`` on the done chunk there).
 
 Other APIs reuse the same loop: ``stream_answer`` and ``gather_answer`` take an ``Answer`` (their
 translator, their ``StreamWriter`` and their assembly of a whole answer); ``SseStream`` writes
@@ -46,6 +47,8 @@ from .lifecycle import SHUTTING_DOWN, lifecycle_of
 from .state import AppState, log
 
 T = TypeVar("T")
+# A last step on each batch of chunks before it is written or kept (e.g. ``context`` on the done chunk).
+Amend = Callable[[list[T]], Awaitable[list[T]]]
 
 RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -83,18 +86,19 @@ async def with_load_retry(state: AppState, resolved: Resolved, attempt: Callable
 
 async def deliver(
     delivery: Delivery, request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes,
-    ctx: StreamContext,
+    ctx: StreamContext, amend: Amend[OllamaChunk] | None = None,
 ) -> web.StreamResponse:
-    """Relay the answer the way ``delivery`` says."""
+    """Relay the answer the way ``delivery`` says; ``amend`` sees every batch of chunks first."""
     if delivery is Delivery.STREAM:
-        return await stream(request, state, resolved, path, body, ctx)
+        return await stream(request, state, resolved, path, body, ctx, amend)
     if delivery is Delivery.GATHER:
-        return await gather(state, resolved, path, body, ctx)
-    return await complete(state, resolved, path, body, ctx)
+        return await gather(state, resolved, path, body, ctx, amend)
+    return await complete(state, resolved, path, body, ctx, amend)
 
 
 async def complete(
-    state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
+    state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext,
+    amend: Amend[OllamaChunk] | None = None,
 ) -> web.Response:
     """One upstream answer -> one Ollama object (``stream: false``)."""
     async def attempt() -> ChatCompletion:
@@ -102,9 +106,10 @@ async def complete(
 
     completion, began_ns = await _retried(state, resolved, attempt)
     ctx = dataclasses.replace(ctx, load_ns=max(0, began_ns - ctx.started_ns))
-    answer = completion_to_ollama(completion, ctx)
-    metrics.observe_tokens(answer)
-    return json_response(answer)
+    answer = [completion_to_ollama(completion, ctx)]
+    done = (await amend(answer) if amend else answer)[-1]
+    metrics.observe_tokens(done)
+    return json_response(done)
 
 
 async def _open(
@@ -141,6 +146,18 @@ async def _drive(
     await _take(pipeline.close(), take)  # the backend hung up, with or without [DONE]
 
 
+def _amended(
+    take: Callable[[list[T]], Awaitable[None]], amend: Amend[T] | None
+) -> Callable[[list[T]], Awaitable[None]]:
+    if amend is None:
+        return take
+
+    async def amended(chunks: list[T]) -> None:
+        await take(await amend(chunks))
+
+    return amended
+
+
 async def _take(produced: Produced[T], take: Callable[[list[T]], Awaitable[None]]) -> None:
     metrics.observe_chunks(produced.chunks)
     await take(produced.chunks)
@@ -172,10 +189,11 @@ class Answer(Generic[T]):
     open_writer: Callable[[web.Request], StreamWriter[T]]
     assemble: Callable[[list[T]], object]
     text_bytes: Callable[[T], int]
+    amend: Amend[T] | None = None  # sees each batch of chunks before it is written or kept
 
 
-def _ollama_answer(ctx: StreamContext) -> Answer[OllamaChunk]:
-    return Answer(_ollama_translator(ctx), NdjsonStream, merge_pieces, text_bytes)
+def _ollama_answer(ctx: StreamContext, amend: Amend[OllamaChunk] | None) -> Answer[OllamaChunk]:
+    return Answer(_ollama_translator(ctx), NdjsonStream, merge_pieces, text_bytes, amend)
 
 
 class SseStream(Generic[T]):
@@ -216,10 +234,11 @@ class SseStream(Generic[T]):
 
 
 async def stream(
-    request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext
+    request: web.Request, state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext,
+    amend: Amend[OllamaChunk] | None = None,
 ) -> web.StreamResponse:
     """Upstream SSE -> Ollama NDJSON, chunk by chunk."""
-    return await stream_answer(request, state, resolved, path, body, _ollama_answer(ctx))
+    return await stream_answer(request, state, resolved, path, body, _ollama_answer(ctx, amend))
 
 
 async def stream_answer(
@@ -230,7 +249,7 @@ async def stream_answer(
         chunks, pipeline = await _open(stack, state, resolved, path, body, answer.make_translator)
         out = answer.open_writer(request)
         try:
-            await _drive(chunks, pipeline, out.write_many)
+            await _drive(chunks, pipeline, _amended(out.write_many, answer.amend))
         except ShimError as exc:
             if not out.started:
                 raise  # nothing was sent: the error boundary answers with the right status
@@ -244,11 +263,14 @@ async def stream_answer(
         return await out.finish()
 
 
-async def gather(state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext) -> web.Response:
+async def gather(
+    state: AppState, resolved: Resolved, path: str, body: bytes, ctx: StreamContext,
+    amend: Amend[OllamaChunk] | None = None,
+) -> web.Response:
     """A streamed upstream answer assembled into one Ollama object (``stream: false`` on a backend
     whose dialect says ``stream_upstream``), so that a client that leaves stops the backend too.
     More than ``limits.gathered_bytes`` of text is a 502."""
-    return await gather_answer(state, resolved, path, body, _ollama_answer(ctx))
+    return await gather_answer(state, resolved, path, body, _ollama_answer(ctx, amend))
 
 
 async def gather_answer(
@@ -271,5 +293,5 @@ async def gather_answer(
 
     async with contextlib.AsyncExitStack() as stack:
         chunks, pipeline = await _open(stack, state, resolved, path, body, answer.make_translator)
-        await _drive(chunks, pipeline, keep)
+        await _drive(chunks, pipeline, _amended(keep, answer.amend))
     return json_response(answer.assemble(pieces))

@@ -62,7 +62,6 @@ _JOIN = "\n\n"
 _CHARS_PER_TOKEN = 4
 _TOKENS_PER_MESSAGE = 4  # role markers and separators a chat template adds around each message
 _CLIENT_TOOL_TYPES = (None, "", "custom")
-_VLLM_STYLE_PREFILL = frozenset({"vllm"})
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "max"}
 
 
@@ -278,13 +277,10 @@ def messages_request_to_openai(
     ``stream: false`` answer is assembled from the same events."""
     chat = messages_to_ollama(req, context_length=context_length)
     delivery = Delivery.STREAM if req.stream else Delivery.GATHER
-    plan = chat_request_to_openai(chat, upstream_model, dialect, delivery)
-    prefill = is_prefill(req) and dialect.kind in _VLLM_STYLE_PREFILL
+    plan = chat_request_to_openai(chat, upstream_model, dialect, delivery)  # a prefill's flags included
     request = am.ChatCompletionRequest(
         **msgspec.structs.asdict(plan.request),
         tool_choice=_tool_choice(req.tool_choice) if chat.tools else None,
-        continue_final_message=True if prefill else None,
-        add_generation_prompt=False if prefill else None,
     )
     return MessagesPlan(request=request, chat=chat, ignored_options=plan.ignored_options)
 

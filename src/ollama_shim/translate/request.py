@@ -28,6 +28,7 @@ from ollama_shim.translate.embed import checked_dimensions, embed_input_texts
 from ollama_shim.translate.keep_alive import parse_keep_alive, ttl_seconds, wants_unload
 from ollama_shim.translate.messages import content_to_openai, messages_to_openai, tools_to_openai
 from ollama_shim.translate.options import IgnoredOption, options_to_sampling
+from ollama_shim.translate.prefill import sends_continue_flag
 from ollama_shim.wire import ollama
 from ollama_shim.wire import openai as oai
 
@@ -126,9 +127,14 @@ class EmbeddingsRequestPlan:
 def chat_request_to_openai(
     req: ollama.ChatRequest, upstream_model: str, dialect: Dialect, delivery: Delivery
 ) -> ChatRequestPlan:
-    """/api/chat -> chat completion; the backend is asked to stream when ``delivery`` says so."""
+    """/api/chat -> chat completion; the backend is asked to stream when ``delivery`` says so. A
+    final assistant message is a prefill: vLLM is asked to continue it (``translate.prefill``)."""
     messages = messages_to_openai(req.messages or [], dialect)
-    return _chat_plan(req, upstream_model, dialect, messages, tools_to_openai(req.tools), delivery)
+    plan = _chat_plan(req, upstream_model, dialect, messages, tools_to_openai(req.tools), delivery)
+    if sends_continue_flag(req.messages, dialect):
+        request = msgspec.structs.replace(plan.request, continue_final_message=True, add_generation_prompt=False)
+        return ChatRequestPlan(request=request, delivery=delivery, ignored_options=plan.ignored_options)
+    return plan
 
 
 def generate_request_to_openai(

@@ -18,6 +18,8 @@ What is mapped (after Ollama's own llama-server adapter, ``llm/llama_server.go``
   ``delta.reasoning_content`` or ``delta.reasoning`` -> ``message.thinking`` / ``thinking``, and so
   is ``<think>...</think>`` at the start of the content (tags may be cut anywhere; a partial tag
   is held back). Chunks with no text are not forwarded; ``think: false`` drops thinking text.
+  A prefill the backend echoes (``StreamContext.echoed_prefix``) is removed from the start of the
+  content first (``translate.prefill.PrefixStripper``).
 - Tool-call deltas are gathered (by ``index``; without one, a new ``id`` or a ``name`` starts a
   call) and every complete call goes on the final chunk, arguments parsed to an object, whatever
   the ``finish_reason`` said. Ollama never says ``tool_calls``: ``done_reason`` is ``length`` or
@@ -28,7 +30,8 @@ What is mapped (after Ollama's own llama-server adapter, ``llm/llama_server.go``
 The clocks are injected, so the module is pure: no I/O, no logging, no environment.
 
 May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``, ``ollama_shim.timefmt``,
-``ollama_shim.translate.think_tags``, ``ollama_shim.translate.tool_calls`` (and ``ollama_shim.sse``
+``ollama_shim.translate.think_tags``, ``ollama_shim.translate.tool_calls``,
+``ollama_shim.translate.prefill`` (and ``ollama_shim.sse``
 for the ``SSEEvent`` type, at type-checking time only).
 """
 
@@ -43,6 +46,7 @@ import msgspec
 
 from ollama_shim.errors import UpstreamProtocol, UpstreamStatus
 from ollama_shim.timefmt import utc_timestamp
+from ollama_shim.translate.prefill import PrefixStripper
 from ollama_shim.translate.think_tags import ThinkTagSplitter
 from ollama_shim.translate.tool_calls import ToolCallAccumulator
 from ollama_shim.wire.ollama import ChatChunk, GenerateChunk, ResponseMessage, ResponseToolCall
@@ -79,6 +83,7 @@ class StreamContext:
     load_ns: int = 0  # ns spent before the backend answered (loading); reported as load_duration
     hide_thinking: bool = False  # the client sent think:false: thinking text is dropped
     want_tool_calls: bool = True  # the request had tools; else tool-call deltas are ignored
+    echoed_prefix: str = ""  # a prefill the backend repeats at the start of its answer: removed
 
 
 # ---------------------------------------------------------------------------
@@ -242,6 +247,7 @@ class StreamTranslator:
         self._clock = clock
         self._wallclock = wallclock
         self._think_tags = ThinkTagSplitter()
+        self._echo = PrefixStripper(ctx.echoed_prefix)
         self._tool_calls = ToolCallAccumulator()
         self._reasoning_field_seen = False  # then inline <think> text is not thinking a second time
         self._first_token_ns: int | None = None
@@ -277,7 +283,9 @@ class StreamTranslator:
         if self.finished:
             return []
         self.finished = True
-        out = self._text_chunks(*self._filter_inline(*self._think_tags.flush()))
+        released_thinking, released = self._filter_inline(*self._think_tags.feed(self._echo.flush()))
+        held_thinking, held = self._filter_inline(*self._think_tags.flush())
+        out = self._text_chunks(released_thinking + held_thinking, released + held)
         tool_calls = self._tool_calls.build() if self._tool_calls_wanted() else []
         out.append(self._done_chunk(tool_calls, self._metrics()))
         return out
@@ -309,7 +317,7 @@ class StreamTranslator:
         self._text_delta_count += 1
         if reasoning:
             self._reasoning_field_seen = True
-        inline_thinking, answer = self._filter_inline(*self._think_tags.feed(content))
+        inline_thinking, answer = self._filter_inline(*self._think_tags.feed(self._echo.feed(content)))
         return self._text_chunks(reasoning + inline_thinking, answer)
 
     def _filter_inline(self, inline_thinking: str, answer: str) -> tuple[str, str]:

@@ -229,9 +229,6 @@ class ChatCompletionRequest(oai.ChatCompletionRequest, omit_defaults=True, kw_on
 
     tool_choice: str | JSONObject | None = None
     parallel_tool_calls: bool | None = None
-    # vLLM's spelling of "continue the final assistant message" (a prefill).
-    continue_final_message: bool | None = None
-    add_generation_prompt: bool | None = None
 
 
 class ApplyTemplateAnswer(msgspec.Struct):

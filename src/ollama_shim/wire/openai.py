@@ -118,6 +118,8 @@ class ChatCompletionRequest(SamplingParams, omit_defaults=True, kw_only=True):
     ttl: int | None = None  # LM Studio idle TTL for a JIT load, seconds
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    continue_final_message: bool | None = None  # vLLM: continue the last (assistant) message
+    add_generation_prompt: bool | None = None  # vLLM: false with continue_final_message
 
 
 class CompletionRequest(SamplingParams, omit_defaults=True, kw_only=True):

@@ -1,0 +1,125 @@
+"""Long chats and "Continue" against the real llama-server with a 4096-token context.
+
+A 60-turn chat is longer than the context: llama-server alone refuses it, the shim drops the
+oldest turns (counting with the server's own template and tokenizer) and answers, streamed and
+not; ``truncate: false`` gets Ollama's error. A final assistant message is continued and the
+answer holds only the new text, where llama-server alone repeats the partial text first. A generate
+ends with ``context``: the server's token ids of the templated prompt and the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from support import llama as llama_support
+from support.llama import LlamaServer
+from support.shim import ShimThread
+
+pytestmark = pytest.mark.backend
+
+SMOL = "SmolLM2-135M-Instruct.Q4_1:latest"
+CONTEXT = 4096
+GREEDY = {"temperature": 0, "seed": 1}
+SYSTEM = {"role": "system", "content": "You are a terse assistant."}
+
+
+def long_chat(turns: int = 60) -> list[dict[str, str]]:
+    messages = [SYSTEM]
+    for i in range(turns):
+        messages.append({"role": "user", "content": f"Question {i}: describe object number {i} in the big "
+                         "warehouse, where it is kept and why it matters to the inventory team."})
+        messages.append({"role": "assistant", "content": f"Object {i} is painted a dull shade of blue and sits "
+                         f"on shelf {i} near the loading bay; the inventory team counts it every week."})
+    messages.append({"role": "user", "content": "Say hello."})
+    return messages
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LlamaServer]:
+    try:
+        made = llama_support.single(llama_support.model_file(llama_support.SMOLLM2), "-c", str(CONTEXT), name="4k")
+        made.start()
+    except llama_support.SetupMissing as exc:
+        pytest.fail(f"{exc} (the backend tests need the real llama-server and models)", pytrace=False)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+@pytest.fixture(scope="module")
+def shim(server: LlamaServer) -> Iterator[str]:
+    with ShimThread("--backend", server.url) as url:
+        yield url
+
+
+def chat(url: str, body: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    """Status and the answer's JSON objects (one when not streamed)."""
+    with httpx.Client(timeout=300) as client, client.stream("POST", url + "/api/chat", json=body) as resp:
+        lines = [json.loads(line) for line in resp.iter_lines() if line.strip()]
+    return resp.status_code, lines
+
+
+def test_the_chat_is_too_long_for_llama_server_itself(server: LlamaServer) -> None:
+    status, answer = server.post("/v1/chat/completions", {"messages": long_chat(), "max_tokens": 4})
+    assert status == 400
+    assert "exceeds the available context size" in answer["error"]["message"]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_60_turn_chat_answers(shim: str, stream: bool) -> None:
+    body = {"model": SMOL, "messages": long_chat(), "stream": stream, "options": {**GREEDY, "num_predict": 8}}
+    status, lines = chat(shim, body)
+    assert status == 200, lines
+    assert all("error" not in line for line in lines)
+    done = lines[-1]
+    assert done["done"] is True and all(not line["done"] for line in lines[:-1])
+    assert stream or len(lines) == 1
+    # The prompt was cut to fit with room for the answer, and not much shorter than that.
+    assert CONTEXT // 2 < done["prompt_eval_count"] <= CONTEXT - 8
+
+
+def test_truncate_false_gets_ollamas_error(shim: str) -> None:
+    body = {"model": SMOL, "messages": long_chat(), "stream": False, "truncate": False, "options": {"num_predict": 4}}
+    status, lines = chat(shim, body)
+    assert (status, lines) == (400, [{"error": "the input length exceeds the context length"}])
+
+
+CONTINUE = [{"role": "user", "content": "Write a short poem about flowers."},
+            {"role": "assistant", "content": "Roses are red, violets"}]
+
+
+def test_llama_server_itself_repeats_the_partial_answer(server: LlamaServer) -> None:
+    status, answer = server.post("/v1/chat/completions", {"messages": CONTINUE, "max_tokens": 8, **GREEDY})
+    assert status == 200
+    assert answer["choices"][0]["message"]["content"].startswith("Roses are red, violets")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_continue_adds_only_new_text(shim: str, server: LlamaServer, stream: bool) -> None:
+    _, direct = server.post("/v1/chat/completions", {"messages": CONTINUE, "max_tokens": 8, **GREEDY})
+    status, lines = chat(shim, {"model": SMOL, "messages": CONTINUE, "stream": stream,
+                                "options": {**GREEDY, "num_predict": 8}})
+    assert status == 200
+    text = "".join(line["message"]["content"] for line in lines)
+    assert not text.startswith("Roses")
+    assert text == direct["choices"][0]["message"]["content"].removeprefix("Roses are red, violets")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_generate_ends_with_the_conversation_as_token_ids(shim: str, server: LlamaServer, stream: bool) -> None:
+    body = {"model": SMOL, "prompt": "Say hello.", "stream": stream, "options": {**GREEDY, "num_predict": 6}}
+    with httpx.Client(timeout=300) as client:
+        lines = [json.loads(line) for line in client.post(shim + "/api/generate", json=body).text.splitlines()]
+    done = lines[-1]
+    answer = "".join(line["response"] for line in lines)
+    _, rendered = server.post("/apply-template", {"messages": [{"role": "user", "content": "Say hello."}]})
+    _, tokens = server.post("/tokenize", {"content": rendered["prompt"] + answer})
+    assert done["done"] is True and done["context"] == tokens["tokens"]
+    assert len(done["context"]) > done["eval_count"] > 0
+    assert all("context" not in line for line in lines[:-1])
