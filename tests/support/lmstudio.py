@@ -49,7 +49,7 @@ class Model:
     max_context_length: int = 32768
     format: Literal["gguf", "mlx"] = "gguf"
     tool_use: bool = True
-    reasoning: bool = False  # listed as capabilities.reasoning in /api/v1/models
+    reasoning: bool = False  # listed with capabilities.reasoning in /api/v1/models
     loaded_context_length: int | None = None
     jit_loaded: bool = False
 
@@ -275,7 +275,7 @@ class LMStudioEmulation:
                 item["architecture"] = m.arch
                 item["capabilities"] = {"vision": m.type == "vlm", "trained_for_tool_use": m.tool_use}
                 if m.reasoning:
-                    item["capabilities"]["reasoning"] = True
+                    item["capabilities"]["reasoning"] = {"allowed_options": ["off", "on"], "default": "on"}
             models.append(item)
         return web.json_response({"models": models})
 
