@@ -1,11 +1,12 @@
 """Fixtures for the client conformance suite: one shim per module in front of each upstream.
 
-- ``smol_url``: the shim over the real llama-server serving SmolLM2-135M (``llama_single``);
-  the model is ``SMOL``.
+- ``smol_url``: the shim over the real llama-server serving SmolLM2-135M (``llama_single``,
+  a 2048-token context); the model is ``SmolLM2-135M-Instruct.Q4_1:latest``.
 - ``embed_url``: the shim over the real llama-server run with ``--embeddings`` (``llama_embed``);
-  the model is ``SMOL`` there too.
+  the same model name there.
 - ``router_url``: the shim over the real llama-server in router mode (``llama_router``), with
-  ``SMOL`` and ``GEMMA`` loaded on demand and the catalog never cached.
+  SmolLM2 and ``gemma-3-270m-q4_k_m:latest`` loaded on demand (one at a time) and the catalog
+  never cached.
 - ``scripted``: a ``support.scripted.ScriptedShim``, an upstream that always thinks and calls a
   tool, with ``scripted.MODEL`` and ``scripted.EMBED_MODEL``.
 
@@ -30,8 +31,6 @@ from support.llama import LlamaServer
 from support.scripted import ScriptedShim
 from support.shim import ShimThread
 
-SMOL = "SmolLM2-135M-Instruct.Q4_1:latest"
-GEMMA = "gemma-3-270m-q4_k_m:latest"
 HERE = Path(__file__).parent
 UNCLOSED_SOCKETS = (
     r"ignore:Exception ignored in. <socket\.socket:pytest.PytestUnraisableExceptionWarning",

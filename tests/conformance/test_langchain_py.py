@@ -53,7 +53,7 @@ def get_weather(city: str) -> str:
 
 
 def chat(url: str, num_predict: int = 8, **kwargs: object) -> ChatOllama:
-    return ChatOllama(model=SMOL, base_url=url, num_predict=num_predict, **GREEDY, **kwargs)  # type: ignore[arg-type]
+    return ChatOllama(model=SMOL, base_url=url, num_predict=num_predict, **GREEDY, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def test_chat_stream(smol_url: str) -> None:
 
 
 def test_generate_whole_and_streamed(smol_url: str) -> None:
-    llm = OllamaLLM(model=SMOL, base_url=smol_url, num_predict=8, **GREEDY)  # type: ignore[arg-type]
+    llm = OllamaLLM(model=SMOL, base_url=smol_url, num_predict=8, **GREEDY)
     whole = llm.invoke("Once upon a time")
     streamed = "".join(llm.stream("Once upon a time"))
     assert whole.strip()
