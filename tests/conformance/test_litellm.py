@@ -72,6 +72,14 @@ def get_weather(city: str) -> str:
     return f"sunny in {city}"
 
 
+def model_info(model: str, api_base: str) -> Any:
+    """``get_model_info`` as a process's first call sees it: LiteLLM keeps each answer for the
+    life of the process, so whatever the shim said at that moment (loaded or not) sticks."""
+    litellm.get_model_info.cache_clear()
+    litellm.utils.cached_get_model_info_helper.cache_clear()
+    return litellm.get_model_info(model, api_base=api_base)
+
+
 # ---------------------------------------------------------------------------
 # Real llama-server
 # ---------------------------------------------------------------------------
@@ -83,7 +91,7 @@ def test_model_list(smol_url: str) -> None:
 
 
 def test_get_model_info(smol_url: str) -> None:
-    info = litellm.get_model_info(f"ollama/{SMOL}", api_base=smol_url)
+    info = model_info(f"ollama/{SMOL}", smol_url)
     assert info["max_input_tokens"] == SMOL_CONTEXT
     assert info["litellm_provider"] == "ollama"
     assert info["supports_function_calling"] is False  # SmolLM2's own template has no tools
@@ -128,9 +136,9 @@ def test_embedding(embed_url: str) -> None:
 def test_model_info_is_the_same_loaded_or_not(router_url: str) -> None:
     short: dict[str, Any] = {"messages": HELLO, "api_base": router_url, "max_tokens": 2, **GREEDY}
     litellm.completion(model=f"ollama_chat/{GEMMA}", **short)  # SmolLM2 unloaded (at most one model)
-    unloaded = litellm.get_model_info(f"ollama/{SMOL}", api_base=router_url)
+    unloaded = model_info(f"ollama/{SMOL}", router_url)
     litellm.completion(model=f"ollama_chat/{SMOL}", **short)
-    loaded = litellm.get_model_info(f"ollama/{SMOL}", api_base=router_url)
+    loaded = model_info(f"ollama/{SMOL}", router_url)
     assert unloaded["supports_function_calling"] == loaded["supports_function_calling"]
 
 
