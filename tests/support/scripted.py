@@ -1,7 +1,7 @@
 """A scripted upstream for the client conformance tests: it always thinks and always calls a tool.
 
 Tool and thinking parsing in a client must be tested whatever a tiny real model happens to say,
-so ``tool_round_trip`` is a ``responder`` for the LM Studio emulation (``support.lmstudio``) that
+so ``ToolRoundTrip`` is a ``responder`` for the LM Studio emulation (``support.lmstudio``) that
 answers every chat request from its body alone:
 
 - tools offered and the last message is not a tool result: thinking ``THOUGHT`` and one call of
@@ -12,8 +12,8 @@ answers every chat request from its body alone:
 
 ``ScriptedShim`` runs that emulation (with a thinking, tool-using chat model ``MODEL`` and an
 embedding model ``EMBED_MODEL``) and the shim in one background event loop, so blocking clients
-can talk to it; ``tool_exchange`` finds, in what the emulation received, the call a tool result
-answered, for the round-trip checks.
+can talk to it; ``tool_exchanges`` finds, in what the emulation received, the call each tool
+result answered, for the round-trip checks.
 """
 
 from __future__ import annotations
