@@ -19,7 +19,8 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip --disable-pip-version-check --no-input
 MODELS_DIR := .cache/models
-# The official ollama JavaScript client for tests/test_e2e_ollama_js.py, pinned in its package-lock.json.
+# The official ollama JavaScript client for tests/test_e2e_ollama_js.py and the npm clients of the
+# conformance suite, pinned in its package-lock.json.
 JS_DIR     := tests/js
 # The llama.cpp wheel is built once per machine and kept outside the work tree, keyed by
 # version and flags (pip's own wheel cache ignores CMAKE_ARGS, so it cannot tell builds apart).
@@ -30,7 +31,8 @@ ARGS       ?=
 .PHONY: help setup models test serve backend demo lint bench
 
 help:
-	@echo "make setup    venv, package + test deps, llama-server (first time: ~13 min build), GGUF models, JS client, chromium"
+	@echo "make setup    venv, package + test deps + conformance clients, llama-server (first time: ~13 min build),"
+	@echo "              GGUF models, JS clients, chromium"
 	@echo "make test     setup, then pytest"
 	@echo "make serve    run the shim (only the package is installed): make serve ARGS=\"--backend URL\""
 	@echo "make backend  llama-server in router mode on 127.0.0.1:8080 over $(MODELS_DIR)"
@@ -48,6 +50,11 @@ $(VENV)/.stamp-package: pyproject.toml | $(PY)
 
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
 	$(PIP) install -e '.[test]'
+	@touch $@
+
+# The third-party clients of the conformance suite (tests/conformance/), with the test deps.
+$(VENV)/.stamp-conformance: pyproject.toml | $(PY)
+	$(PIP) install -e '.[test,conformance]'
 	@touch $@
 
 $(VENV)/.stamp-bench: pyproject.toml | $(PY)
@@ -86,8 +93,8 @@ $(VENV)/.stamp-chromium: | $(PY)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	@touch $@
 
-setup: $(VENV)/.stamp-test $(VENV)/.stamp-llama-$(LLAMA_BUILD_TAG) models $(JS_DIR)/node_modules/.package-lock.json \
-	$(VENV)/.stamp-chromium
+setup: $(VENV)/.stamp-test $(VENV)/.stamp-conformance $(VENV)/.stamp-llama-$(LLAMA_BUILD_TAG) models \
+	$(JS_DIR)/node_modules/.package-lock.json $(VENV)/.stamp-chromium
 
 # The coverage report covers the package run in process; the modules the issue tracker holds to
 # 95% line coverage are relay, registry, loader, dialect and upstream.

@@ -1,5 +1,6 @@
-"""Test helpers that stand up upstream backends: real llama-server processes (``support.llama``)
-and an LM Studio emulation (``support.lmstudio``); ``free_port()`` for any server on loopback."""
+"""Test helpers that stand up upstream backends: real llama-server processes (``support.llama``),
+an LM Studio emulation (``support.lmstudio``) and, on it, the always-thinking, always-tool-calling
+upstream of the conformance suite (``support.scripted``); ``free_port()`` for any server on loopback."""
 
 from __future__ import annotations
 

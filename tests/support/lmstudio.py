@@ -9,8 +9,9 @@ What it serves, on 127.0.0.1 and a free port:
 - ``GET /v1/models`` (only ``id``, ``object``, ``owned_by``; all models with JIT on, only loaded
   ones with JIT off), ``GET /api/v0/models[/{id}]``, ``GET /api/v1/models``,
   ``POST /api/v1/models/load`` and ``/unload``;
-- ``POST /v1/chat/completions`` and ``/v1/completions`` with scripted replies (``Reply``),
-  streamed or not, with ``stats``, ``reasoning_content`` and ``stream_options.include_usage``;
+- ``POST /v1/chat/completions`` and ``/v1/completions`` with scripted replies (``Reply``, queued
+  with ``script(...)``, else made by ``responder(body)`` when one is set), streamed or not, with ``stats``,
+  ``reasoning_content`` and ``stream_options.include_usage``;
 - ``POST /v1/embeddings`` with small deterministic vectors;
 - the documented errors: "No models loaded..." (object or bare-string variant), "Invalid model
   identifier" (``code: model_not_found``), ``response_format`` ``json_object`` rejected;
@@ -26,6 +27,7 @@ import hashlib
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,6 +49,7 @@ class Model:
     max_context_length: int = 32768
     format: Literal["gguf", "mlx"] = "gguf"
     tool_use: bool = True
+    reasoning: bool = False  # listed with capabilities.reasoning in /api/v1/models
     loaded_context_length: int | None = None
     jit_loaded: bool = False
 
@@ -120,6 +123,8 @@ class LMStudioEmulation:
         self.embedding_dim = embedding_dim
         self.default_load_context = default_load_context
         self.replies: deque[Reply] = deque()
+        # Answers every inference call the script does not cover, from its request body.
+        self.responder: Callable[[dict[str, Any]], Reply] | None = None
         self.requests: list[Recorded] = []
         self._failures: deque[tuple[int, Any]] = deque()
         self._runner: web.AppRunner | None = None
@@ -129,7 +134,7 @@ class LMStudioEmulation:
     # -- control ---------------------------------------------------------------------------
 
     def script(self, *replies: Reply | str) -> None:
-        """Queue answers for the next inference calls; when empty, ``Reply()`` is used."""
+        """Queue answers for the next inference calls; when empty, ``responder`` or ``Reply()`` is used."""
         self.replies.extend(r if isinstance(r, Reply) else Reply(r) for r in replies)
 
     def fail_next(self, status: int, body: Any) -> None:
@@ -269,6 +274,8 @@ class LMStudioEmulation:
             if m.type != "embeddings":
                 item["architecture"] = m.arch
                 item["capabilities"] = {"vision": m.type == "vlm", "trained_for_tool_use": m.tool_use}
+                if m.reasoning:
+                    item["capabilities"]["reasoning"] = {"allowed_options": ["off", "on"], "default": "on"}
             models.append(item)
         return web.json_response({"models": models})
 
@@ -301,7 +308,10 @@ class LMStudioEmulation:
 
     def _next_reply(self, body: dict[str, Any]) -> tuple[Reply, list[str], str]:
         """The reply, its content tokens after ``max_tokens``, and the finish reason."""
-        reply = self.replies.popleft() if self.replies else Reply()
+        if self.replies:
+            reply = self.replies.popleft()
+        else:
+            reply = self.responder(body) if self.responder is not None else Reply()
         words = reply.content.split(" ")
         tokens = [w if i == 0 else " " + w for i, w in enumerate(words)] if reply.content else []
         limit = body.get("max_tokens")
