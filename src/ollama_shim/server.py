@@ -3,13 +3,13 @@
 ``handler_cancellation=True`` makes aiohttp cancel a handler whose client went away, which is
 how a non-streaming request stops its backend too. Client connections are bounded in time and
 number by ``connections.ShimRunner``, and the open-file limit is raised at start. A port that
-cannot be bound is a one-line ``ServeError``, not a traceback. On a signal the listening socket
-closes first, running requests get ``shutdown_grace`` seconds, and streams still running then
-end with an error line (``routes.lifecycle``); the process then exits 0. A worker (``supervisor``
-given) also stops when its supervisor process is gone.
+cannot be bound, or a store that cannot be used, is a one-line ``ServeError``, not a traceback.
+On a signal the listening socket closes first, running requests get ``shutdown_grace`` seconds,
+and streams still running then end with an error line (``routes.lifecycle``); the process then
+exits 0. A worker (``supervisor`` given) also stops when its supervisor process is gone.
 
 May import: aiohttp.web, asyncio, logging, signal, stdlib, ``ollama_shim.app``, ``ollama_shim.connections``,
-``ollama_shim.routes.lifecycle``, ``ollama_shim.settings``.
+``ollama_shim.routes.lifecycle``, ``ollama_shim.settings``, ``ollama_shim.store``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .app import create_app
 from .connections import ShimRunner, raise_open_file_limit
 from .routes.lifecycle import LIFECYCLE
 from .settings import Settings, is_loopback
+from .store import StoreError
 
 log = logging.getLogger("ollama_shim")
 
@@ -48,7 +49,10 @@ async def start(settings: Settings, *, reuse_port: bool = False) -> web.AppRunne
     """Bind and start serving; return the runner (``await runner.cleanup()`` stops it)."""
     runner = ShimRunner(create_app(settings), settings.connections, handler_cancellation=True, access_log=None,
                         shutdown_timeout=settings.shutdown_grace)
-    await runner.setup()
+    try:
+        await runner.setup()  # opens the store: a database that cannot be used stops the start here
+    except StoreError as exc:
+        raise ServeError(str(exc)) from None
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
     try:
         await site.start()
