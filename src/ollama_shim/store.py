@@ -1,7 +1,7 @@
 """The shim's own SQLite database (``<data_dir>/ollama-shim.db``): one ``Store`` per process.
 
 A ``Store`` wraps one stdlib ``sqlite3`` connection in WAL mode (readers never wait for a
-writer) with a ``busy_timeout`` (a writer waits for another process's write instead of failing),
+writer); a writer waits up to ``BUSY_TIMEOUT_MS`` for another process's write instead of failing,
 so several ``--workers`` processes may write at once. Every change runs in one ``BEGIN IMMEDIATE``
 transaction (``transaction()``): it is applied whole or not at all, even if the process is killed
 in the middle; a read (``read``) sees one snapshot. ``run(work)`` runs a function of the connection
@@ -28,6 +28,7 @@ import functools
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -40,6 +41,7 @@ T = TypeVar("T")
 
 DB_FILE = "ollama-shim.db"
 BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's write to finish
+WRITE_RETRY_S = 0.005  # between two attempts to take the write lock
 
 # One migration: the SQL statements it runs, in order, inside one transaction.
 Migration = tuple[str, ...]
@@ -105,19 +107,29 @@ class Store:
     @contextlib.contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
         """The connection inside one transaction, committed at the end, rolled back on any error.
+
         A write takes the database's write lock at once (``BEGIN IMMEDIATE``: no deadlock between
-        two processes that read, then write); a read sees one snapshot and never waits for a writer."""
-        with self._lock:
-            connection = self._connection
-            if connection is None:
-                raise sqlite3.OperationalError("the store is not open")
-            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+        two processes that read, then write). While another process holds it, the attempt is
+        repeated for up to ``BUSY_TIMEOUT_MS`` without holding the connection, so this process's
+        reads go on meanwhile. A read sees one snapshot and never waits for a writer."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            with self._lock:
+                connection = self._connection
+                if connection is None:
+                    raise sqlite3.OperationalError("the store is not open")
+                if _begin(connection, write=write):
+                    try:
+                        yield connection
+                    except BaseException:
+                        connection.execute("ROLLBACK")
+                        raise
+                    connection.execute("COMMIT")
+                    return
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError(f"database is locked: another process kept writing for "
+                                               f"{BUSY_TIMEOUT_MS / 1000:g} s")
+            time.sleep(WRITE_RETRY_S)
 
     def run_blocking(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         """``work(connection)`` in one transaction, in the calling thread."""
@@ -152,6 +164,23 @@ class Store:
             connection.execute(_VERSIONS)
             for schema in self.schemas:
                 _migrate(connection, schema, self.path)
+
+
+def _begin(connection: sqlite3.Connection, *, write: bool) -> bool:
+    """Begin a transaction; False when it is a write and another process holds the write lock."""
+    if not write:
+        connection.execute("BEGIN")
+        return True
+    connection.execute("PRAGMA busy_timeout = 0")  # the caller retries, without holding the connection
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return False
+        raise
+    finally:
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return True
 
 
 def _migrate(connection: sqlite3.Connection, schema: Schema, path: str) -> None:
