@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from ollama_shim import cli
@@ -255,3 +256,24 @@ async def test_a_create_waiting_for_another_writer_does_not_stall_the_event_loop
             other.close()
         assert (await asyncio.wait_for(create, 10)).status == "success"
     assert "qwen2.5-7b-instruct:latest" in {m.model for m in listed.models}
+
+
+async def test_a_store_busy_for_too_long_is_a_503_not_a_crash(
+    lmstudio: LMStudioEmulation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)
+    async with shim_in_loop("--backend", lmstudio.url, "--data-dir", str(tmp_path)) as url, \
+            aiohttp.ClientSession() as http:
+        other = sqlite3.connect(tmp_path / DB_FILE, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            body = {"model": "late", "from": "qwen2.5-7b-instruct"}
+            async with http.post(url + "/api/create", json=body) as resp:
+                status, answer = resp.status, await resp.json()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        async with http.post(url + "/api/create", json={**body, "stream": False}) as resp:
+            assert resp.status == 200  # and the next one works
+    assert status == 503
+    assert answer["error"].startswith(f"the model store {tmp_path / DB_FILE} failed: database is locked")
