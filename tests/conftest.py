@@ -10,6 +10,9 @@
 - ``lmstudio`` (function, async): a started ``LMStudioEmulation`` with its default models.
 - ``upstream`` (function, async): a started fault-injection ``FaultUpstream``.
 
+Shims started as processes keep their store under ``XDG_DATA_HOME``, pointed at the session's
+temporary directory (``support.shim.SESSION_DATA_DIR``) so no test writes to the user's own.
+
 A llama fixture whose binary or models are missing FAILS with a pointer to ``make setup``
 (CI must not pass by skipping). Tests that use one are marked ``backend`` automatically.
 ``free_port()`` comes from ``support``.
@@ -17,6 +20,7 @@ A llama fixture whose binary or models are missing FAILS with a pointer to ``mak
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -26,8 +30,11 @@ from support import free_port
 from support import llama as llama_support
 from support.faults import FaultUpstream
 from support.lmstudio import LMStudioEmulation
+from support.shim import SESSION_DATA_DIR
 
 __all__ = ["free_port"]
+
+os.environ["XDG_DATA_HOME"] = SESSION_DATA_DIR
 
 LLAMA_FIXTURES = frozenset({"llama_single", "llama_router", "llama_embed"})
 

@@ -284,3 +284,57 @@ def test_the_command_defaults_to_serve_and_json_to_off() -> None:
 def test_an_unknown_command_is_refused() -> None:
     with pytest.raises(SettingsError, match="invalid choice"):
         command_of(["stop"])
+
+
+MODELS_TOML = """
+[[models]]
+name = "mario"
+from = "qwen2.5-7b-instruct"
+system = "You are Mario."
+parameters = { temperature = 0.7, stop = ["<|eot|>"] }
+messages = [{ role = "user", content = "Who?" }, { role = "assistant", content = "Mario!" }]
+license = ["MIT", "CC0"]
+
+[[models]]
+name = "luigi:v2"
+from = "mario"
+"""
+
+
+def test_models_tables_become_read_only_custom_models(tmp_path: Path) -> None:
+    cfg = tmp_path / "models.toml"
+    cfg.write_text(MODELS_TOML)
+    mario, luigi = load_settings(["--config", str(cfg)], {}).custom_models
+    assert (mario.name, mario.base, mario.system, mario.from_config) == (
+        "mario:latest", "qwen2.5-7b-instruct", "You are Mario.", True)
+    assert mario.parameters == {"temperature": 0.7, "stop": ["<|eot|>"]}
+    assert mario.messages == (("user", "Who?"), ("assistant", "Mario!"))
+    assert mario.license == ("MIT", "CC0")
+    assert (luigi.name, luigi.base) == ("luigi:v2", "mario")
+
+
+def test_no_models_table_means_no_custom_models() -> None:
+    assert load_settings([], {}).custom_models == ()
+
+
+@pytest.mark.parametrize(
+    ("table", "error"),
+    [
+        ('name = "m"', "neither 'from' or 'files' was specified"),
+        ('name = "bad name"\nfrom = "b"', "invalid model name"),
+        ('name = "m"\nfrom = "b"\nparameters = { temperature = "hot" }', 'must be of type float32'),
+        ('name = "m"\nfrom = "b"\nparameters = 3', "'parameters' must be a table"),
+        ('name = "m"\nfrom = "b"\ncolour = 1', "unknown key 'colour'"),
+        ('name = "m"\nfrom = "b"\nmessages = [{ role = "tool", content = "x" }]', "message role must be one of"),
+        ('name = "m"\nfrom = "b"\nmessages = ["x"]', "'messages' must be tables"),
+        ('name = "m"\nfrom = "b"\nlicense = 1', "'license' must be a string"),
+        ('name = "m"\nfrom = "b"\n[[models]]\nname = "M:latest"\nfrom = "c"', "declared twice"),
+    ],
+)
+def test_bad_models_tables_are_one_line_errors(tmp_path: Path, table: str, error: str) -> None:
+    cfg = tmp_path / "models.toml"
+    cfg.write_text("[[models]]\n" + table + "\n")
+    with pytest.raises(SettingsError, match="invalid config file") as info:
+        load_settings(["--config", str(cfg)], {})
+    assert error in str(info.value)
+    assert "\n" not in str(info.value)

@@ -10,8 +10,8 @@ line: ``request_id``, ``metrics``, ``logs``), the error boundary, the lifecycle 
 for a graceful shutdown: ``routes.lifecycle``), the guard (API key and CORS: ``routes.guard``).
 
 ``ROUTES`` is every endpoint, in one table; the handlers live in ``routes/*``. A ``GET`` route
-answers ``HEAD`` too. Resources that live as long as the app (the upstream client session) are
-opened and closed by ``cleanup_ctx`` generators.
+answers ``HEAD`` too. Resources that live as long as the app (the store, the upstream client
+session) are opened and closed by ``cleanup_ctx`` generators.
 
 May import: aiohttp.web, stdlib, ``ollama_shim.*``.
 """
@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from . import metrics
+from . import custom_models, metrics, store
 from .errors import ShimError
 from .loader import Loader
 from .logs import log_access
@@ -157,6 +157,7 @@ def create_app(settings: Settings) -> web.Application:
     registry = Registry(settings, upstream)
     app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=Loader(upstream, registry))
     guard.install(app, settings)  # API key and CORS, inside the boundary so their refusals are rendered
+    store.attach(app, settings.data_dir, (custom_models.SCHEMA,))  # the shim's own database, opened at start
     app.cleanup_ctx.append(upstream_session)
     for method, path, handler in ROUTES:
         if method == "GET":

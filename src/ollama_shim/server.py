@@ -3,17 +3,17 @@
 ``handler_cancellation=True`` makes aiohttp cancel a handler whose client went away, which is
 how a non-streaming request stops its backend too. Client connections are bounded in time and
 number by ``connections.ShimRunner``, and the open-file limit is raised at start. A port that
-cannot be bound is a one-line ``ServeError``, not a traceback. On a signal the listening socket
-closes first, running requests get ``shutdown_grace`` seconds, and streams still running then
-end with an error line (``routes.lifecycle``); the process then exits 0. A worker (``supervisor``
-given) also stops when its supervisor process is gone.
+cannot be bound, or a store that cannot be used, is a one-line ``ServeError``, not a traceback.
+On a signal the listening socket closes first, running requests get ``shutdown_grace`` seconds,
+and streams still running then end with an error line (``routes.lifecycle``); the process then
+exits 0. A worker (``supervisor`` given) also stops when its supervisor process is gone.
 
 No backend configured: ``discovery.resolve`` looks for one before the app is built, and with none
 found ``routes.no_backend`` makes every route that needs one answer how to get one.
 
 May import: aiohttp.web, asyncio, logging, signal, stdlib, ``ollama_shim.app``, ``ollama_shim.connections``,
 ``ollama_shim.discovery``, ``ollama_shim.logs``, ``ollama_shim.routes.lifecycle``, ``ollama_shim.routes.no_backend``,
-``ollama_shim.settings``.
+``ollama_shim.settings``, ``ollama_shim.store``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .logs import configure as configure_logs
 from .routes import no_backend
 from .routes.lifecycle import LIFECYCLE
 from .settings import Settings, is_loopback
+from .store import StoreError
 
 log = logging.getLogger("ollama_shim")
 
@@ -64,7 +65,10 @@ async def start(settings: Settings, *, reuse_port: bool = False,
         no_backend.install(app, hint)
     runner = ShimRunner(app, settings.connections, handler_cancellation=True, access_log=None,
                         shutdown_timeout=settings.shutdown_grace)
-    await runner.setup()
+    try:
+        await runner.setup()  # opens the store: a database that cannot be used stops the start here
+    except StoreError as exc:
+        raise ServeError(str(exc)) from None
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
     try:
         await site.start()

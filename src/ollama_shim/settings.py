@@ -11,7 +11,9 @@ the origins).
 file named in it, and raises ``SettingsError`` with a one-line message for anything wrong.
 ``parse_ollama_host`` follows the ollama client's own ``OLLAMA_HOST`` rules.
 
-May import: stdlib, ``ollama_shim.dialect`` (pure).
+``[[models]]`` tables of the file declare read-only custom models (``custom_models``).
+
+May import: stdlib, ``ollama_shim.dialect``, ``ollama_shim.errors``, ``ollama_shim.translate.customise`` (pure).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from .dialect import DIALECTS
+from .errors import BadRequest
+from .translate.customise import CustomModel, checked_custom_model
+from .wire.ollama import RequestMessage
 
 DEFAULT_LISTEN = "127.0.0.1:11434"
 DEFAULT_OLLAMA_VERSION = "0.32.10"
@@ -132,6 +137,8 @@ class Settings:
     translate_native_apis: bool = False
     # ``doctor --json``: print the report as JSON for scripts.
     json_output: bool = False
+    # Custom models declared by ``[[models]]`` tables of the config file (read-only).
+    custom_models: tuple[CustomModel, ...] = ()
 
 
 # ---------------------------------------------------------------------------
@@ -473,11 +480,50 @@ def _from_file(path: str) -> dict[str, Any]:
             out["backend_key"] = [str(b.get("key", "")) for b in value]
             out["backend_kind"] = [str(b.get("kind", "auto")) for b in value]
             continue
+        if key == "models":
+            out["models"] = _configured_models(path, value)
+            continue
         name = key.replace("-", "_")
         if name not in _BY_NAME or name == "config":
             raise SettingsError(f"invalid config file {path}: unknown key {key!r}")
         out[name] = value
     return out
+
+
+_MODEL_KEYS = frozenset({"name", "from", "system", "parameters", "messages", "license"})
+
+
+def _configured_models(path: str, tables: Any) -> tuple[CustomModel, ...]:
+    """``[[models]]`` tables -> custom models, checked as ``/api/create`` checks them."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise SettingsError(f"invalid config file {path}: 'models' must be [[models]] tables")
+    models: dict[str, CustomModel] = {}
+    for table in tables:
+        where = f"invalid config file {path}: [[models]] {table.get('name', '')!r}"
+        unknown = sorted(set(table) - _MODEL_KEYS)
+        if unknown:
+            raise SettingsError(f"{where}: unknown key {unknown[0]!r}")
+        messages = table.get("messages", [])
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                                     and isinstance(m.get("content"), str) for m in messages):
+            raise SettingsError(f"{where}: 'messages' must be tables with role and content strings")
+        if not isinstance(table.get("parameters", {}), dict):
+            raise SettingsError(f"{where}: 'parameters' must be a table")
+        license = table.get("license")
+        if license is not None and not isinstance(license, str) and not (
+                isinstance(license, list) and all(isinstance(t, str) for t in license)):
+            raise SettingsError(f"{where}: 'license' must be a string or a list of strings")
+        try:
+            model = checked_custom_model(
+                str(table.get("name", "")), str(table.get("from", "")), system=str(table.get("system", "")),
+                parameters=table.get("parameters"), license=license, from_config=True,
+                messages=[RequestMessage(role=m["role"], content=m["content"]) for m in messages])
+        except BadRequest as exc:
+            raise SettingsError(f"{where}: {exc.message}") from None
+        if model.key in models:
+            raise SettingsError(f"{where}: declared twice")
+        models[model.key] = model
+    return tuple(models.values())
 
 
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
@@ -486,6 +532,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     env = _from_env(environ)
     config_path = cli.get("config") or env.get("config")
     raw: dict[str, Any] = _from_file(config_path) if config_path else {}
+    custom_models = raw.pop("models", ())
     raw.update(env)
     raw.update(cli)
     values = {name: _BY_NAME[name].check(_BY_NAME[name], value) for name, value in raw.items()}
@@ -508,5 +555,6 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         limits=Limits(**groups["limits"]),
         connections=Connections(**groups["connections"]),
         data_dir=values.get("data_dir") or default_data_dir(environ),
+        custom_models=custom_models,
         **groups[""],
     )

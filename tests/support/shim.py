@@ -4,13 +4,17 @@
 in-process upstream such as the LM Studio emulation, driven with ``ollama.AsyncClient``).
 ``ShimThread(*argv)`` runs it in a thread with its own loop, for sync tests that use the
 official blocking ``ollama.Client``. Both take the same arguments as the ``ollama-shim`` command;
-the environment is never read.
+the environment is never read. Without ``--data-dir`` the store goes to one temporary directory
+shared by the test session (``SESSION_DATA_DIR``), never to the user's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import shutil
+import tempfile
 import threading
 from collections.abc import AsyncIterator
 
@@ -19,9 +23,13 @@ from ollama_shim.settings import Settings, load_settings
 
 from . import free_port
 
+SESSION_DATA_DIR = tempfile.mkdtemp(prefix="ollama-shim-tests-")
+atexit.register(shutil.rmtree, SESSION_DATA_DIR, ignore_errors=True)
+
 
 def shim_settings(*argv: str) -> Settings:
-    return load_settings(["--listen", f"127.0.0.1:{free_port()}", *argv], {})
+    data_dir = () if "--data-dir" in argv else ("--data-dir", SESSION_DATA_DIR)
+    return load_settings(["--listen", f"127.0.0.1:{free_port()}", *data_dir, *argv], {})
 
 
 def url_of(settings: Settings) -> str:

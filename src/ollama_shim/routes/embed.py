@@ -1,7 +1,7 @@
 """``POST /api/embed`` and the legacy ``POST /api/embeddings``.
 
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``, ``ollama_shim.errors``,
-``ollama_shim.wire``.
+``ollama_shim.wire``, ``ollama_shim.custom_models`` (a custom model embeds with its backend model).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import time
 
 from aiohttp import web
 
+from ..custom_models import CustomModels
 from ..errors import BadRequest, ModelNotFound
 from ..registry import Resolved
 from ..translate.embed import embed_response_to_ollama, embeddings_response_to_ollama
@@ -21,11 +22,11 @@ from .http import encode, json_response, read_body
 from .state import AppState, state_of
 
 
-async def _resolve(state: AppState, model: str) -> Resolved:
+async def _resolve(request: web.Request, state: AppState, model: str) -> Resolved:
     if not model:
         raise BadRequest("model is required")
     try:
-        return await state.registry.resolve(model)
+        return (await CustomModels.of(request.app, state.settings).resolve(state.registry, model))[0]  # base only
     except ModelNotFound:
         raise ModelNotFound(model, quote='"') from None  # the embed path's wording
 
@@ -41,7 +42,7 @@ async def embed(request: web.Request) -> web.Response:
     started = time.monotonic_ns()
     state = state_of(request)
     req = await read_body(request, ow.EmbedRequest)
-    resolved = await _resolve(state, req.model)
+    resolved = await _resolve(request, state, req.model)
     plan = embed_request_to_openai(req, resolved.record.upstream_id, resolved.dialect)
     if plan.input_count == 0:
         return json_response(ow.EmbedResponse(model=req.model, embeddings=[]))
@@ -56,7 +57,7 @@ async def embed(request: web.Request) -> web.Response:
 async def embeddings(request: web.Request) -> web.Response:
     state = state_of(request)
     req = await read_body(request, ow.EmbeddingsRequest)
-    resolved = await _resolve(state, req.model)
+    resolved = await _resolve(request, state, req.model)
     plan = embeddings_request_to_openai(req, resolved.record.upstream_id, resolved.dialect)
     if plan.input_count == 0:
         return json_response(ow.EmbeddingsResponse(embedding=[]))

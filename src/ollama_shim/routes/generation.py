@@ -13,7 +13,8 @@ a backend's own "prompt too long" refusal is answered 400, in Ollama's words wit
 prefill: its echo is removed from the answer where the backend repeats it (``translate.prefill``).
 
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
-``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.timefmt``, ``ollama_shim.wire``.
+``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.timefmt``, ``ollama_shim.wire``,
+``ollama_shim.custom_models``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import time
 
 from aiohttp import web
 
+from ..custom_models import CustomModels
 from ..errors import BadRequest, ModelNotFound, ShimError, UpstreamStatus
 from ..registry import Resolved
 from ..timefmt import utc_timestamp
 from ..tokens import tokenizer_for
 from ..translate.catalog import COMPLETION, INSERT, VISION
+from ..translate.customise import customise_plan, customise_request
 from ..translate.prefill import echoed_prefix
 from ..translate.request import (
     ChatRequestPlan,
@@ -68,13 +71,15 @@ async def generate(request: web.Request) -> web.StreamResponse:
 
 async def _answer(request: web.Request, req: GenerationRequest, started_ns: int) -> web.StreamResponse:
     state = state_of(request)
-    resolved = await state.registry.resolve(req.model)
+    resolved, custom = await CustomModels.of(request.app, state.settings).resolve(state.registry, req.model)
     _check_can_answer(resolved, req)
     _check_images(resolved, req)
     if is_load_request(req):
         return json_response(_load_answer(req, await _load_only(state, resolved, req.keep_alive)))
+    req = customise_request(req, custom)  # a custom model's system prompt, messages and parameters
     # A long history costs milliseconds to translate and encode: large bodies do it off the event loop.
-    plan = await off_loop(request, lambda: _plan(req, resolved, Delivery.choose(req.stream, resolved.dialect)))
+    plan = await off_loop(request, lambda: customise_plan(
+        _plan(req, resolved, Delivery.choose(req.stream, resolved.dialect)), req, custom, resolved.dialect))
     state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     is_chat = isinstance(req, ow.ChatRequest)
     ctx = StreamContext(

@@ -2,8 +2,10 @@
 
 The method, query, headers and body go through unchanged, with one exception: a ``model`` in a
 JSON body that names a model by its Ollama name (as listed by ``/api/tags``) is rewritten to the
-backend's own id, and picks the backend. The response is streamed back chunk by chunk. With
-several backends, ``GET /v1/models`` is their merged list.
+backend's own id, and picks the backend; a custom model is rewritten to its backend model, and on
+``/v1/chat/completions`` its system prompt, messages and parameters are added to the body. The
+response is streamed back chunk by chunk. With several backends, ``GET /v1/models`` is their
+merged list.
 
 What is not forwarded:
 
@@ -20,7 +22,7 @@ What is not forwarded:
 
 May import: aiohttp.web, aiohttp.ClientResponse (the type), multidict, msgspec, stdlib,
 ``ollama_shim.routes.*``, ``ollama_shim.settings``, ``ollama_shim.errors``, ``ollama_shim.wire``,
-``ollama_shim.translate.passthrough_paths``.
+``ollama_shim.translate.passthrough_paths``, ``ollama_shim.translate.customise``, ``ollama_shim.custom_models``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ import msgspec
 from aiohttp import ClientResponse, web
 from multidict import CIMultiDict, MultiMapping
 
+from ..custom_models import CustomModels
 from ..errors import ShimError, UpstreamError
 from ..settings import Backend
+from ..translate.customise import customised_openai_chat
 from ..translate.passthrough_paths import check_path, route_allowed
 from ..wire.backends import ModelListEntries
 from .state import AppState, log, state_of
@@ -54,6 +58,7 @@ HOP_BY_HOP = frozenset(
 )
 
 
+CHAT_COMPLETIONS = "/v1/chat/completions"  # where a custom model's layers are applied
 REQUEST_ONLY = frozenset({"expect", "proxy-connection"})
 RESPONSE_ONLY = frozenset({"set-cookie", "set-cookie2", "strict-transport-security"})
 # The request body codings aiohttp's server decodes before ``request.read()`` returns.
@@ -106,8 +111,9 @@ def _check_route(request: web.Request, state: AppState) -> None:
         )
 
 
-async def _route(state: AppState, body: bytes) -> tuple[Backend, bytes]:
-    """Pick the backend by the body's model, rewriting an Ollama name to the backend's id."""
+async def _route(request: web.Request, state: AppState, body: bytes) -> tuple[Backend, bytes]:
+    """Pick the backend by the body's model, rewriting an Ollama name to the backend's id (and a
+    custom model's chat completion to its backend model with its layers)."""
     default = state.settings.backends[0]
     if not body:
         return default, body
@@ -117,10 +123,12 @@ async def _route(state: AppState, body: bytes) -> tuple[Backend, bytes]:
         return default, body  # not ours to judge: the backend answers it
     if not requested:
         return default, body
-    resolved = await state.registry.resolve(requested)
-    if resolved.record.upstream_id != requested:
+    resolved, custom = await CustomModels.of(request.app, state.settings).resolve(state.registry, requested)
+    if resolved.record.upstream_id != requested or custom is not None:
         doc: dict[str, Any] = msgspec.json.decode(body)
         doc["model"] = resolved.record.upstream_id
+        if custom is not None and request.path == CHAT_COMPLETIONS:
+            doc = customised_openai_chat(doc, custom, resolved.dialect)
         body = msgspec.json.encode(doc)
     return resolved.backend, body
 
@@ -147,7 +155,10 @@ async def forward(request: web.Request) -> web.StreamResponse:
     if request.method == "GET" and request.path == "/v1/models" and len(state.settings.backends) > 1:
         return await _merged_models(state)
     body = await request.read()
-    backend, body = await _route(state, body) if request.method == "POST" else (state.settings.backends[0], body)
+    if request.method == "POST":
+        backend, body = await _route(request, state, body)
+    else:
+        backend = state.settings.backends[0]
     async with state.upstream.forward(
         backend, request.method, _raw_path_qs(request), request_headers(request, state), body or None
     ) as upstream:
