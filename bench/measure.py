@@ -26,12 +26,18 @@ class Target:
     name: str
     port: int
     pid: int
-    api: str  # "ollama" or "openai"
+    api: str  # "ollama", "openai", "anthropic" (/v1/messages) or "responses" (/v1/responses)
 
     def chat_job(self, *, stream: bool, chunks: int, model: str = "fast") -> dict[str, Any]:
         if self.api == "ollama":
             path = "/api/chat"
             body = {"model": model, "messages": PROMPT, "stream": stream, "options": {"num_predict": chunks}}
+        elif self.api == "anthropic":
+            path = "/v1/messages"
+            body = {"model": model, "messages": PROMPT, "stream": stream, "max_tokens": chunks}
+        elif self.api == "responses":
+            path = "/v1/responses"
+            body = {"model": model, "input": PROMPT[0]["content"], "stream": stream, "max_output_tokens": chunks}
         else:
             path = "/v1/chat/completions"
             body = {"model": model, "messages": PROMPT, "stream": stream, "max_tokens": chunks}

@@ -117,6 +117,16 @@ def sweep(rig: Rig) -> dict[str, Any]:
     return out
 
 
+def apis(rig: Rig) -> dict[str, Any]:
+    """Streamed chat at c=32 through the same shim as Ollama ``/api/chat``, Anthropic ``/v1/messages``
+    and OpenAI ``/v1/responses`` (both translated onto chat completions), in the same rounds: the CPU
+    each answer shape costs per upstream chunk."""
+    shim = rig.shim
+    targets = [shim, *(Target(f"shim {api}", shim.port, shim.pid, api) for api in ("anthropic", "responses"))]
+    return rounds(rig, targets, lambda t: {**t.chat_job(stream=True, chunks=CHUNKS), "concurrency": 32,
+                                           "seconds": rig.seconds})
+
+
 def gathered(rig: Rig) -> dict[str, Any]:
     """Non-streaming chat at c=32 through a shim that treats the upstream as llama.cpp: the dialect
     asks for a stream and assembles the answer (so a client that leaves stops the generation),

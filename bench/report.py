@@ -32,6 +32,17 @@ def _verdict(value: float, limit: float | None) -> str:
     return "pass" if value <= limit else "**FAIL**"
 
 
+def _api_rows(r: dict[str, Any]) -> list[tuple[str, float, str, float | None]]:
+    """CPU per upstream chunk of a streamed answer in each API shape, next to /api/chat's."""
+    if "apis" not in r:
+        return []
+    per_chunk = {name: cell["median"]["cpu_per_req_ms"] * 1000 / r["settings"]["chunks"]
+                 for name, cell in r["apis"].items()}
+    return [(f"CPU per upstream chunk, streamed {label}, translated, c=32 (µs)", per_chunk[name],
+             f"/api/chat {_f(per_chunk['shim'], 1)}", None)
+            for name, label in (("shim anthropic", "/v1/messages"), ("shim responses", "/v1/responses"))]
+
+
 def _targets(r: dict[str, Any]) -> list[str]:
     added = r["latency"]["added"]
     plain32 = r["sweep"]["plain/32"]
@@ -55,6 +66,7 @@ def _targets(r: dict[str, Any]) -> list[str]:
         ("CPU per non-streaming request, c=32, llama.cpp/LM Studio dialect: answer streamed upstream, 100 chunks (ms)",
          r["gathered"]["shim (llama.cpp dialect)"]["median"]["cpu_per_req_ms"],
          f"generic dialect {_f(r['gathered']['shim']['median']['cpu_per_req_ms'])}", None),
+        *_api_rows(r),
         ("RSS idle (MB)", slow["shim"]["idle_kb"] / 1024, f"minimal relay {_f(slow['minimal']['idle_kb'] / 1024, 1)}",
          None),
         (f"Peak RSS with {slow['shim']['streams']} concurrent slow streams (MB)", slow["shim"]["peak_kb"] / 1024,

@@ -76,6 +76,7 @@ def main() -> int:
         _timed("latency", results, phases.latency_c1, rig)
         _timed("sweep", results, phases.sweep, rig)
         _timed("gathered", results, phases.gathered, rig)
+        _timed("apis", results, phases.apis, rig)
         _timed("tags", results, phases.tags, rig)
         python, note = peer.prepare()
         results["peer_note"] = note
