@@ -13,8 +13,11 @@ PURE = sorted(
     + [SRC / name for name in ("sse.py", "settings.py", "errors.py", "dialect.py", "timefmt.py")]
 )
 # No network, no logging, no environment, no web framework in the pure modules.
-FORBIDDEN_IN_PURE = {"aiohttp", "logging", "os", "asyncio", "socket", "httpx", "ollama_shim.upstream",
-                     "ollama_shim.routes", "ollama_shim.registry", "ollama_shim.app", "ollama_shim.server"}
+FORBIDDEN_IN_PURE = {"aiohttp", "logging", "os", "asyncio", "socket", "httpx", "sqlite3", "subprocess",
+                     "prometheus_client", "ollama_shim.upstream", "ollama_shim.routes", "ollama_shim.registry",
+                     "ollama_shim.app", "ollama_shim.server", "ollama_shim.backends", "ollama_shim.loader",
+                     "ollama_shim.store", "ollama_shim.custom_models", "ollama_shim.tokens", "ollama_shim.metrics",
+                     "ollama_shim.logs", "ollama_shim.discovery", "ollama_shim.doctor", "ollama_shim.workers"}
 
 
 def _imports(path: Path) -> set[str]:
