@@ -32,6 +32,7 @@ from aiohttp import ClientResponse, web
 from ..errors import BadRequest, UpstreamError, UpstreamProtocol, UpstreamStatus
 from ..registry import Resolved
 from ..upstream import error_message
+from .http import off_loop
 from .passthrough import request_headers, response_headers
 from .relay import with_load_retry
 from .state import AppState, log
@@ -105,7 +106,8 @@ def _headers(request: web.Request, state: AppState) -> dict[str, str]:
 
 async def raw_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object (already validated by ``read_body``), for forwarding."""
-    doc = msgspec.json.decode(await request.read())
+    body = await request.read()
+    doc = await off_loop(request, lambda: msgspec.json.decode(body))
     if not isinstance(doc, dict):
         raise BadRequest("the request body must be a JSON object")
     return doc
@@ -119,7 +121,7 @@ async def forward_json(
     model; stream the answer back with the client's model name. ``error_frame`` renders a failure
     after the answer began, as one last event-stream frame."""
     backend = resolved.backend
-    sent = msgspec.json.encode({**body, "model": resolved.record.upstream_id})
+    sent = await off_loop(request, lambda: msgspec.json.encode({**body, "model": resolved.record.upstream_id}))
     query = request.rel_url.raw_query_string
     path_qs = path + (f"?{query}" if query else "")
     headers = _headers(request, state)

@@ -34,7 +34,7 @@ from ..translate.stream import StreamContext, StreamTranslator
 from ..wire import responses as rw
 from ..wire.openai import ChatCompletion
 from . import native, relay
-from .http import JSON_TYPE, encode, json_response, read_body
+from .http import JSON_TYPE, encode, json_response, off_loop, read_body
 from .state import AppState, state_of
 
 PATH = "/v1/responses"
@@ -109,7 +109,9 @@ def _error_frame(status: int, message: str) -> bytes:
 async def create(request: web.Request) -> web.StreamResponse:
     started_ns = time.monotonic_ns()
     req = await read_body(request, rw.ResponsesRequest)
-    chat = responses_to_chat(req)  # every check of the body, before a backend is asked anything
+    # Every check of the body, before a backend is asked anything; a long history costs milliseconds
+    # to translate and encode: large bodies do it off the event loop (here and below).
+    chat = await off_loop(request, lambda: responses_to_chat(req))
     state = state_of(request)
     resolved = await state.registry.resolve(req.model)
     if COMPLETION not in resolved.record.capabilities:
@@ -119,7 +121,8 @@ async def create(request: web.Request) -> web.StreamResponse:
             request, state, resolved, PATH, await native.raw_object(request), req.model, _error_frame
         )
     delivery = Delivery.choose(bool(req.stream), resolved.dialect)
-    plan = chat_request_to_openai(chat, resolved.record.upstream_id, resolved.dialect, delivery)
+    plan = await off_loop(request, lambda: chat_request_to_openai(chat, resolved.record.upstream_id, resolved.dialect,
+                                                                   delivery))
     state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     ctx = StreamContext(model=req.model, endpoint="chat", started_ns=started_ns,
                         hide_thinking=chat.think is False, want_tool_calls=bool(chat.tools))
@@ -141,7 +144,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 
     # The translator bounds the text it assembles itself (max_text_bytes): events count as 0 here.
     answer = relay.Answer(make, ResponsesEventStream, final, lambda _: 0)
-    body = encode(plan.request)
+    body = await off_loop(request, lambda: encode(plan.request))
     if delivery is Delivery.STREAM:
         return await relay.stream_answer(request, state, resolved, plan.path, body, answer)
     if delivery is Delivery.GATHER:
