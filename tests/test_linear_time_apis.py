@@ -2,18 +2,21 @@
 loop wait on its history: the worst shapes at 16,000 calls each (tool calls and their results, linked
 by id, by nothing, out of order; a long prefill) go through a running shim while another client polls
 ``GET /api/version``, and every poll answers within 100 ms. The harness is ``test_linear_time``'s;
-the stub backend answers a streamed request with one event stream."""
+the stub backend answers a streamed request with one event stream. The native path's renaming of an
+event stream costs linear time in a line however it is cut."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from ollama_shim.routes.native import ModelRenamer
 from test_linear_time import ANSWER, CALLS, MODEL, POLL_LIMIT_S, _json, shim_process
 
 STREAMED = (
@@ -137,3 +140,25 @@ async def test_worst_histories_do_not_stall_other_clients(
         assert status == 200, answer[:300]
         assert waits, "no poll ran while the request was served"
         assert max(waits) < POLL_LIMIT_S, f"a poll waited {max(waits) * 1000:.0f} ms"
+
+
+def _renaming_seconds(size: int) -> float:
+    """The best of three times to pass a ``size``-byte event-stream line through the native path's
+    ``ModelRenamer`` in 1 KiB reads."""
+    piece = b"x" * 1024
+    best = float("inf")
+    for _ in range(3):
+        renamer = ModelRenamer("upstream-id", "client-name", max_line=8 << 20)
+        started = time.perf_counter()
+        for _ in range(size // len(piece)):
+            renamer.feed(piece)
+        renamer.feed(b"\n")
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def test_a_long_native_line_costs_linear_time() -> None:
+    """Eight times the line costs about eight times the work (each byte looked at once), not the 64
+    times that re-reading what was held at every read costs."""
+    small, large = _renaming_seconds(512 << 10), _renaming_seconds(4 << 20)
+    assert large < 24 * small, f"{large / small:.0f} times the time for 8 times the line"

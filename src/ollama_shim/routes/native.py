@@ -49,23 +49,34 @@ class ModelRenamer:
         self._upstream_id = upstream_id
         self._client_name = client_name
         self._max_line = max_line
-        self._partial = b""
+        self._partial: list[bytes] = []  # the unterminated last line, in the pieces it came in
+        self._partial_bytes = 0
 
     def feed(self, data: bytes) -> bytes:
-        """The complete lines in ``self``'s buffer plus ``data``, rewritten; the rest is kept."""
-        buffered = self._partial + data
-        end = buffered.rfind(b"\n") + 1
-        self._partial = buffered[end:]
-        if len(self._partial) > self._max_line:
-            raise UpstreamProtocol(f"backend sent an event-stream line longer than {self._max_line} bytes")
+        """The complete lines in ``self``'s buffer plus ``data``, rewritten; the rest is kept. Each
+        byte is looked at once, however the line is cut."""
+        end = data.rfind(b"\n") + 1
         if not end:
+            self._keep(data)
             return b""
-        return b"".join(self._line(line) for line in buffered[:end].splitlines(keepends=True))
+        lines = b"".join((*self._partial, data[:end]))
+        self._partial, self._partial_bytes = [], 0
+        self._keep(data[end:])
+        return b"".join(self._line(line) for line in lines.splitlines(keepends=True))
 
     def close(self) -> bytes:
         """The unterminated last line, rewritten."""
-        rest, self._partial = self._partial, b""
+        rest = b"".join(self._partial)
+        self._partial, self._partial_bytes = [], 0
         return self._line(rest) if rest else b""
+
+    def _keep(self, piece: bytes) -> None:
+        if piece:
+            self._partial.append(piece)
+            self._partial_bytes += len(piece)
+        if self._partial_bytes > self._max_line:
+            self._partial, self._partial_bytes = [], 0
+            raise UpstreamProtocol(f"backend sent an event-stream line longer than {self._max_line} bytes")
 
     def document(self, body: bytes) -> bytes:
         """A whole JSON answer with its model fields renamed; anything else unchanged."""
