@@ -45,6 +45,7 @@ from ..translate.anthropic_stream import (
     event_text_bytes,
 )
 from ..translate.catalog import COMPLETION
+from ..translate.prefill import echoed_prefix
 from ..translate.stream import StreamContext, StreamTranslator
 from ..wire import anthropic as am
 from . import native, relay
@@ -91,11 +92,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
     state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     inner = StreamContext(
         model=req.model, endpoint="chat", started_ns=started_ns, hide_thinking=plan.hide_thinking,
-        want_tool_calls=plan.want_tool_calls,
+        want_tool_calls=plan.want_tool_calls, echoed_prefix=echoed_prefix(plan.chat.messages, resolved.dialect),
     )
     outer = AnthropicContext(
         model=req.model, message_id=f"msg_{secrets.token_hex(12)}", input_tokens=input_tokens,
-        prefill=plan.prefill,
     )
 
     def translator() -> AnthropicTranslator:
