@@ -4,7 +4,6 @@ assembled message, the error object, and the native path's model renaming."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -351,10 +350,10 @@ PREFILL_CASES = [
 
 @pytest.mark.parametrize(("name", "pieces", "text"), PREFILL_CASES, ids=[c[0] for c in PREFILL_CASES])
 def test_prefill_echo_is_removed(name: str, pieces: list[str], text: str) -> None:
-    ctx = dataclasses.replace(CTX, prefill="The answer is")
     raw = _sse_text(*pieces)
     for offset in range(0, len(raw), 7):
-        pipeline = StreamPipeline(AnthropicTranslator(ctx, translator(context("chat"))))
+        inner = translator(context("chat", echoed_prefix="The answer is"))
+        pipeline = StreamPipeline(AnthropicTranslator(CTX, inner))
         events = [msgspec.to_builtins(e) for read in cut(raw, [offset]) for e in pipeline.feed(read).chunks]
         events += [msgspec.to_builtins(e) for e in pipeline.close().chunks]
         assert "".join(t for _, t in _blocks(events)) == text

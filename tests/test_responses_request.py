@@ -147,6 +147,13 @@ REFUSED = [
      "input[0]: failed to parse function call arguments"),
     ("array arguments", {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "[1]"}]},
      "not a JSON object"),
+    ("deeply nested arguments",
+     {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "[" * 5000 + "]" * 5000}]},
+     "input[0]: failed to parse function call arguments: exceeded max depth of 256"),
+    ("arguments nested past the limit in an object",
+     {"input": [{"type": "function_call", "call_id": "c", "name": "f",
+                 "arguments": '{"a":' + "[" * 300 + "]" * 300 + "}"}]},
+     "exceeded max depth"),
     ("call without id", {"input": [{"type": "function_call", "name": "f"}]}, "input[0]: call_id is required"),
     ("output without id", {"input": [{"type": "function_call_output"}]}, "input[0]: call_id is required"),
 ]

@@ -32,6 +32,7 @@ from aiohttp import web
 from ..errors import BadRequest, UpstreamStatus
 from ..registry import Resolved
 from ..translate.anthropic_request import (
+    MessagesPlan,
     check_messages_request,
     estimate_input_tokens,
     messages_request_to_openai,
@@ -44,10 +45,11 @@ from ..translate.anthropic_stream import (
     event_text_bytes,
 )
 from ..translate.catalog import COMPLETION
+from ..translate.prefill import echoed_prefix
 from ..translate.stream import StreamContext, StreamTranslator
 from ..wire import anthropic as am
 from . import native, relay
-from .http import encode, json_response, read_body
+from .http import encode, json_response, off_loop, read_body
 from .state import AppState, state_of
 
 MESSAGES_PATH = "/v1/messages"
@@ -85,17 +87,15 @@ async def messages(request: web.Request) -> web.StreamResponse:
         )
     if COMPLETION not in resolved.record.capabilities:
         raise BadRequest(f'"{req.model}" does not support chat')
-    plan = messages_request_to_openai(
-        req, resolved.record.upstream_id, resolved.dialect, context_length=resolved.record.context_length
-    )
+    # A long history costs milliseconds to translate, count and encode: large bodies do it off the event loop.
+    plan, input_tokens, body = await off_loop(request, lambda: _translated(req, resolved))
     state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     inner = StreamContext(
         model=req.model, endpoint="chat", started_ns=started_ns, hide_thinking=plan.hide_thinking,
-        want_tool_calls=plan.want_tool_calls,
+        want_tool_calls=plan.want_tool_calls, echoed_prefix=echoed_prefix(plan.chat.messages, resolved.dialect),
     )
     outer = AnthropicContext(
-        model=req.model, message_id=f"msg_{secrets.token_hex(12)}", input_tokens=estimate_input_tokens(req),
-        prefill=plan.prefill,
+        model=req.model, message_id=f"msg_{secrets.token_hex(12)}", input_tokens=input_tokens,
     )
 
     def translator() -> AnthropicTranslator:
@@ -106,10 +106,17 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return relay.SseStream(client, error_object)
 
     answer = relay.Answer(translator, writer, assemble_message, event_text_bytes)
-    body = encode(plan.request)
     if req.stream:
         return await relay.stream_answer(request, state, resolved, plan.path, body, answer)
     return await relay.gather_answer(state, resolved, plan.path, body, answer)
+
+
+def _translated(req: am.MessagesRequest, resolved: Resolved) -> tuple[MessagesPlan, int, bytes]:
+    """The chat-completions plan for ``req``, its input-token estimate and the encoded body."""
+    plan = messages_request_to_openai(
+        req, resolved.record.upstream_id, resolved.dialect, context_length=resolved.record.context_length
+    )
+    return plan, estimate_input_tokens(req), encode(plan.request)
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
@@ -124,21 +131,24 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         return await native.forward_json(
             request, state, resolved, COUNT_TOKENS_PATH, await native.raw_object(request), req.model, _error_frame
         )
-    count = await _llamacpp_count(state, resolved, req) if resolved.dialect.kind == "llamacpp" else None
-    return json_response(am.TokenCount(input_tokens=count if count is not None else estimate_input_tokens(req)))
+    count = await _llamacpp_count(request, state, resolved, req) if resolved.dialect.kind == "llamacpp" else None
+    if count is None:
+        count = await off_loop(request, lambda: estimate_input_tokens(req))
+    return json_response(am.TokenCount(input_tokens=count))
 
 
-async def _llamacpp_count(state: AppState, resolved: Resolved, req: am.CountTokensRequest) -> int | None:
+async def _llamacpp_count(
+    request: web.Request, state: AppState, resolved: Resolved, req: am.CountTokensRequest
+) -> int | None:
     """The prompt's exact size: the translated chat rendered by the model's template, then tokenized.
     None when this llama-server has no ``/apply-template``."""
     full = am.MessagesRequest(**msgspec.structs.asdict(req), max_tokens=1)
-    plan = messages_request_to_openai(full, resolved.record.upstream_id, resolved.dialect)
+    chat = await off_loop(request, lambda: encode(
+        messages_request_to_openai(full, resolved.record.upstream_id, resolved.dialect).request))
     model = resolved.record.upstream_id
 
     async def attempt() -> int:
-        rendered = await state.upstream.post_json(
-            resolved.backend, "/apply-template", encode(plan.request), am.ApplyTemplateAnswer
-        )
+        rendered = await state.upstream.post_json(resolved.backend, "/apply-template", chat, am.ApplyTemplateAnswer)
         tokenize = am.TokenizeRequest(content=rendered.prompt, model=model)
         answer = await state.upstream.post_json(resolved.backend, "/tokenize", encode(tokenize), am.TokenizeAnswer)
         return len(answer.tokens)

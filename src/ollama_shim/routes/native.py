@@ -32,6 +32,7 @@ from aiohttp import ClientResponse, web
 from ..errors import BadRequest, UpstreamError, UpstreamProtocol, UpstreamStatus
 from ..registry import Resolved
 from ..upstream import error_message
+from .http import off_loop
 from .passthrough import request_headers, response_headers
 from .relay import with_load_retry
 from .state import AppState, log
@@ -48,23 +49,34 @@ class ModelRenamer:
         self._upstream_id = upstream_id
         self._client_name = client_name
         self._max_line = max_line
-        self._partial = b""
+        self._partial: list[bytes] = []  # the unterminated last line, in the pieces it came in
+        self._partial_bytes = 0
 
     def feed(self, data: bytes) -> bytes:
-        """The complete lines in ``self``'s buffer plus ``data``, rewritten; the rest is kept."""
-        buffered = self._partial + data
-        end = buffered.rfind(b"\n") + 1
-        self._partial = buffered[end:]
-        if len(self._partial) > self._max_line:
-            raise UpstreamProtocol(f"backend sent an event-stream line longer than {self._max_line} bytes")
+        """The complete lines in ``self``'s buffer plus ``data``, rewritten; the rest is kept. Each
+        byte is looked at once, however the line is cut."""
+        end = data.rfind(b"\n") + 1
         if not end:
+            self._keep(data)
             return b""
-        return b"".join(self._line(line) for line in buffered[:end].splitlines(keepends=True))
+        lines = b"".join((*self._partial, data[:end]))
+        self._partial, self._partial_bytes = [], 0
+        self._keep(data[end:])
+        return b"".join(self._line(line) for line in lines.splitlines(keepends=True))
 
     def close(self) -> bytes:
         """The unterminated last line, rewritten."""
-        rest, self._partial = self._partial, b""
+        rest = b"".join(self._partial)
+        self._partial, self._partial_bytes = [], 0
         return self._line(rest) if rest else b""
+
+    def _keep(self, piece: bytes) -> None:
+        if piece:
+            self._partial.append(piece)
+            self._partial_bytes += len(piece)
+        if self._partial_bytes > self._max_line:
+            self._partial, self._partial_bytes = [], 0
+            raise UpstreamProtocol(f"backend sent an event-stream line longer than {self._max_line} bytes")
 
     def document(self, body: bytes) -> bytes:
         """A whole JSON answer with its model fields renamed; anything else unchanged."""
@@ -105,7 +117,8 @@ def _headers(request: web.Request, state: AppState) -> dict[str, str]:
 
 async def raw_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object (already validated by ``read_body``), for forwarding."""
-    doc = msgspec.json.decode(await request.read())
+    body = await request.read()
+    doc = await off_loop(request, lambda: msgspec.json.decode(body))
     if not isinstance(doc, dict):
         raise BadRequest("the request body must be a JSON object")
     return doc
@@ -119,7 +132,7 @@ async def forward_json(
     model; stream the answer back with the client's model name. ``error_frame`` renders a failure
     after the answer began, as one last event-stream frame."""
     backend = resolved.backend
-    sent = msgspec.json.encode({**body, "model": resolved.record.upstream_id})
+    sent = await off_loop(request, lambda: msgspec.json.encode({**body, "model": resolved.record.upstream_id}))
     query = request.rel_url.raw_query_string
     path_qs = path + (f"?{query}" if query else "")
     headers = _headers(request, state)

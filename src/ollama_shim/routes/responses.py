@@ -11,7 +11,7 @@ Errors before the first byte are rendered by ``app.error_boundary`` with ``error
 ``{"error": {"message", "type", "param", "code"}}``); after it, as one ``error`` event that ends the
 stream.
 
-May import: aiohttp.web, msgspec, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
+May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
 ``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import secrets
 import time
 
-import msgspec
 from aiohttp import web
 
 from ..errors import BadRequest
@@ -34,15 +33,13 @@ from ..translate.stream import StreamContext, StreamTranslator
 from ..wire import responses as rw
 from ..wire.openai import ChatCompletion
 from . import native, relay
-from .http import JSON_TYPE, encode, json_response, read_body
+from .http import encode, json_response, off_loop, read_body
 from .state import AppState, state_of
 
 PATH = "/v1/responses"
 NATIVE_API = "responses"  # the name in Dialect.native_apis
-SSE_TYPE = "text/event-stream"
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
-_encode = msgspec.json.Encoder().encode
 
 
 def responses_error_body(status: int, message: str) -> rw.ErrorEnvelope:
@@ -52,44 +49,24 @@ def responses_error_body(status: int, message: str) -> rw.ErrorEnvelope:
 
 
 def error_response(status: int, message: str) -> web.Response:
-    return web.Response(body=_encode(responses_error_body(status, message)), status=status,
-                        headers={"Content-Type": JSON_TYPE})
+    return json_response(responses_error_body(status, message), status)
 
 
-class ResponsesEventStream:
-    """A ``text/event-stream`` answer: ``event: <type>`` and ``data: <json>`` per event. After the
-    first event, a failure is one ``error`` event numbered after the last one, and the end."""
+class ResponsesEventStream(relay.SseStream[rw.ResponsesEvent]):
+    """The relay's event stream, whose failure after the first event is one ``error`` event numbered
+    after the last one, and the end."""
 
     def __init__(self, request: web.Request) -> None:
-        self._request = request
-        self.response = web.StreamResponse(status=200, headers={"Content-Type": SSE_TYPE, "Cache-Control": "no-cache"})
-        self.started = False
+        super().__init__(request, self._error_event)
         self._next_sequence = 0
 
-    async def write_many(self, events: list[rw.ResponsesEvent]) -> None:
-        if not events:
-            return
-        await self._prepare()
-        self._next_sequence = events[-1].sequence_number + 1
-        await self.response.write(b"".join(frame(event) for event in events))
+    async def write_many(self, chunks: list[rw.ResponsesEvent]) -> None:
+        if chunks:
+            self._next_sequence = chunks[-1].sequence_number + 1
+        await super().write_many(chunks)
 
-    async def write_error(self, message: str, status: int = 500) -> None:
-        await self.write_many([rw.ErrorEvent(sequence_number=self._next_sequence, message=message)])
-
-    async def finish(self) -> web.StreamResponse:
-        await self._prepare()
-        await self.response.write_eof()
-        return self.response
-
-    async def _prepare(self) -> None:
-        if not self.started:
-            await self.response.prepare(self._request)
-            self.started = True
-
-
-def frame(event: rw.ResponsesEvent) -> bytes:
-    """One event as SSE bytes."""
-    return b"event: " + rw.event_name(event).encode() + b"\ndata: " + _encode(event) + b"\n\n"
+    def _error_event(self, status: int, message: str) -> rw.ErrorEvent:
+        return rw.ErrorEvent(sequence_number=self._next_sequence, message=message)
 
 
 def new_response_id() -> str:
@@ -103,13 +80,15 @@ def _serves_natively(state: AppState, resolved: Resolved) -> bool:
 
 
 def _error_frame(status: int, message: str) -> bytes:
-    return frame(rw.ErrorEvent(sequence_number=0, message=message))
+    return relay.SseStream.frame(rw.ErrorEvent(sequence_number=0, message=message))
 
 
 async def create(request: web.Request) -> web.StreamResponse:
     started_ns = time.monotonic_ns()
     req = await read_body(request, rw.ResponsesRequest)
-    chat = responses_to_chat(req)  # every check of the body, before a backend is asked anything
+    # Every check of the body, before a backend is asked anything; a long history costs milliseconds
+    # to translate and encode: large bodies do it off the event loop (here and below).
+    chat = await off_loop(request, lambda: responses_to_chat(req))
     state = state_of(request)
     resolved = await state.registry.resolve(req.model)
     if COMPLETION not in resolved.record.capabilities:
@@ -119,7 +98,8 @@ async def create(request: web.Request) -> web.StreamResponse:
             request, state, resolved, PATH, await native.raw_object(request), req.model, _error_frame
         )
     delivery = Delivery.choose(bool(req.stream), resolved.dialect)
-    plan = chat_request_to_openai(chat, resolved.record.upstream_id, resolved.dialect, delivery)
+    plan = await off_loop(request, lambda: chat_request_to_openai(chat, resolved.record.upstream_id, resolved.dialect,
+                                                                   delivery))
     state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     ctx = StreamContext(model=req.model, endpoint="chat", started_ns=started_ns,
                         hide_thinking=chat.think is False, want_tool_calls=bool(chat.tools))
@@ -141,7 +121,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 
     # The translator bounds the text it assembles itself (max_text_bytes): events count as 0 here.
     answer = relay.Answer(make, ResponsesEventStream, final, lambda _: 0)
-    body = encode(plan.request)
+    body = await off_loop(request, lambda: encode(plan.request))
     if delivery is Delivery.STREAM:
         return await relay.stream_answer(request, state, resolved, plan.path, body, answer)
     if delivery is Delivery.GATHER:

@@ -82,15 +82,6 @@ class MessagesPlan:
     def hide_thinking(self) -> bool:
         return self.chat.think is False
 
-    @property
-    def prefill(self) -> str:
-        """The final assistant text the backend continues ("" when there is none)."""
-        messages = self.chat.messages or []
-        last = messages[-1] if messages else None
-        if last is None or last.role != "assistant" or last.tool_calls:
-            return ""
-        return last.content
-
 
 def check_messages_request(req: am.MessagesRequest) -> None:
     """The checks Anthropic (and Ollama) make before anything is sent; ``BadRequest`` in their words."""

@@ -12,7 +12,7 @@ gathering and metrics, and turns its Ollama chunks into events::
 Blocks are numbered densely from 0 in the order they open; a change between thinking and text closes
 the open block and opens a new one. When the request ended with an assistant turn (a prefill), the
 answer is only the continuation: a backend that repeats the prefill first has that repetition
-removed (text that may still be it is held back until it is known). Thinking blocks open with
+removed by the wrapped translator (``StreamContext.echoed_prefix``, as for ``/api/chat``). Thinking blocks open with
 ``signature: ""`` (the SDK's type requires the key; there is nothing to sign). Tool calls come as
 whole blocks at the end, each with one ``input_json_delta`` holding its arguments. ``stop_reason``:
 ``tool_use`` when there are tool calls, ``max_tokens`` when the backend stopped at the limit, else
@@ -71,7 +71,6 @@ class AnthropicContext:
     model: str  # the name the client asked for, echoed in message_start
     message_id: str  # "msg_..."
     input_tokens: int  # the estimate sent in message_start
-    prefill: str = ""  # the final assistant text the backend was asked to continue
 
 
 class AnthropicTranslator:
@@ -83,8 +82,6 @@ class AnthropicTranslator:
         self._started = False
         self._open: TextKind | None = None  # the kind of the open text/thinking block
         self._next_index = 0
-        self._echo = ctx.prefill  # what is left to match of an echoed prefill
-        self._held = ""  # answer text held back while it may still be that echo
         self.finished = False
 
     def feed_event(self, event: SSEEvent) -> list[am.StreamEvent]:
@@ -114,24 +111,12 @@ class AnthropicTranslator:
 
     def _chunk(self, chunk: OllamaChunk, out: list[am.StreamEvent]) -> None:
         thinking, content = _texts(chunk)
-        content = self._unechoed(content, flush=chunk.done)
         if thinking:
             self._text("thinking", thinking, out)
         if content:
             self._text("text", content, out)
         if chunk.done:
             self._done(chunk, out)
-
-    def _unechoed(self, text: str, *, flush: bool) -> str:
-        """``text`` without the prefill some backends (llama.cpp) repeat at the start of the answer."""
-        if not self._echo:
-            return text
-        self._held += text
-        if self._echo.startswith(self._held) and len(self._held) < len(self._echo) and not flush:
-            return ""  # may still be the echo: wait for more
-        rest = self._held.removeprefix(self._echo) if self._held.startswith(self._echo) else self._held
-        self._echo = self._held = ""
-        return rest
 
     def _text(self, kind: TextKind, text: str, out: list[am.StreamEvent]) -> None:
         if self._open != kind:

@@ -19,7 +19,8 @@ What is mapped (after Ollama's ``openai/responses.go``):
   ``temperature`` (1.0 when absent, as Ollama) and ``top_p`` -> options, ``text.format``
   ``json_schema`` -> the schema as ``format``, ``json_object`` -> ``"json"``.
 
-May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``.
+May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``,
+``ollama_shim.translate.json_depth``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from ollama_shim.errors import BadRequest
+from ollama_shim.translate.json_depth import MAX_JSON_DEPTH, exceeds_depth
 from ollama_shim.wire import ollama
 from ollama_shim.wire import responses as rw
 
@@ -193,6 +195,8 @@ def _add_function_call(history: _History, where: str, item: rw.InputItem) -> Non
     call_id = _required(item.call_id, where, "call_id")
     name = _required(item.name, where, "name")
     arguments = item.arguments or "{}"
+    if exceeds_depth(arguments.encode()):
+        raise BadRequest(f"{where}: failed to parse function call arguments: exceeded max depth of {MAX_JSON_DEPTH}")
     try:
         parsed = msgspec.json.decode(arguments)
     except msgspec.DecodeError as exc:
