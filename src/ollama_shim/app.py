@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from . import custom_models, metrics, store
+from . import custom_models, metrics, store, stored_memory
 from .errors import ShimError
 from .loader import Loader
 from .logs import log_access
@@ -38,6 +38,7 @@ from .routes.lifecycle import LIFECYCLE, Lifecycle
 from .routes.state import STATE, AppState
 from .routes.status import METRICS
 from .settings import Settings
+from .stored_memory import StoredMemory
 from .upstream import Upstream
 
 log = logging.getLogger("ollama_shim")
@@ -154,10 +155,12 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics.from_environment()
     app.on_response_prepare.append(stamp_response)
     upstream = Upstream(settings.timeouts, settings.limits, secrets=[b.key for b in settings.backends])
-    registry = Registry(settings, upstream)
+    store.attach(app, settings.data_dir, (custom_models.SCHEMA, stored_memory.SCHEMA))  # opened at start
+    memory = StoredMemory(app[store.STORE])  # what was learned about models, kept across restarts
+    stored_memory.attach(app, memory)
+    registry = Registry(settings, upstream, memory=memory)
     app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=Loader(upstream, registry))
     guard.install(app, settings)  # API key and CORS, inside the boundary so their refusals are rendered
-    store.attach(app, settings.data_dir, (custom_models.SCHEMA,))  # the shim's own database, opened at start
     app.cleanup_ctx.append(upstream_session)
     for method, path, handler in ROUTES:
         if method == "GET":
