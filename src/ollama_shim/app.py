@@ -10,8 +10,9 @@ line: ``request_id``, ``metrics``, ``logs``), the error boundary, the lifecycle 
 for a graceful shutdown: ``routes.lifecycle``), the guard (API key and CORS: ``routes.guard``).
 
 ``ROUTES`` is every endpoint, in one table; the handlers live in ``routes/*``. A ``GET`` route
-answers ``HEAD`` too. Resources that live as long as the app (the store, the upstream client
-session) are opened and closed by ``cleanup_ctx`` generators.
+answers ``HEAD`` too. Resources that live as long as the app (the store and the model memory in
+it, the upstream client session, the keep_alive timers) are opened and closed by ``cleanup_ctx``
+generators.
 
 May import: aiohttp.web, stdlib, ``ollama_shim.*``.
 """
@@ -25,8 +26,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from . import custom_models, metrics, store, stored_memory
+from . import custom_models, idle_unload, metrics, store, stored_memory
 from .errors import ShimError
+from .idle_unload import IdleUnloader
 from .loader import Loader
 from .logs import log_access
 from .metrics import Metrics, RequestRecord
@@ -159,9 +161,11 @@ def create_app(settings: Settings) -> web.Application:
     memory = StoredMemory(app[store.STORE])  # what was learned about models, kept across restarts
     stored_memory.attach(app, memory)
     registry = Registry(settings, upstream, memory=memory)
-    app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=Loader(upstream, registry))
+    loader = Loader(upstream, registry)
+    app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=loader)
     guard.install(app, settings)  # API key and CORS, inside the boundary so their refusals are rendered
     app.cleanup_ctx.append(upstream_session)
+    idle_unload.attach(app, IdleUnloader(loader, settings.keep_alive))  # after: its timers stop first
     for method, path, handler in ROUTES:
         if method == "GET":
             app.router.add_get(path, handler)

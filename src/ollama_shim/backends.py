@@ -95,6 +95,9 @@ class KindBehaviour:
     loads: LoadCalls | None = None  # None: the backend cannot be asked to load or unload
     downloads: DownloadCalls | None = None  # None: it cannot be asked to download
     instead_of_pull: str = "add the model to the backend by its own means; it is listed here once it serves it"
+    # The backend has no idle timer of its own: the shim unloads a model idle for its keep_alive
+    # (``idle_unload``).
+    shim_keeps_alive: bool = False
 
 
 class LiveBackend:
@@ -283,6 +286,7 @@ NATIVE: dict[Kind, KindBehaviour] = {
     "llamacpp": KindBehaviour(
         read_llamacpp,
         LoadCalls("/models/load", "/models/unload", _model_body, _model_body, polls_status=True, routes_optional=True),
+        shim_keeps_alive=True,
         instead_of_pull="put the GGUF file in the router's --models-dir (or start llama-server with "
                         "-hf USER/REPO:QUANT); it is listed here once the server sees it",
     ),

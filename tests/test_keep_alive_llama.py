@@ -1,0 +1,76 @@
+"""keep_alive against a real llama.cpp router: the shim unloads an idle model when its keep_alive
+runs out, ``/api/ps`` shows when, and a request in flight keeps the model loaded."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections.abc import Iterator
+
+import ollama
+import pytest
+
+from support.clients import sync_client
+from support.llama import LlamaServer
+from support.shim import ShimThread
+
+SMOL = "SmolLM2-135M-Instruct.Q4_1:latest"
+UNLOAD_BOUND = 30.0  # seconds: a router's unload is quick, but the machine is shared
+
+
+@pytest.fixture(scope="module")
+def api(llama_router: LlamaServer) -> Iterator[ollama.Client]:
+    with ShimThread("--backend", llama_router.url, "--catalog-ttl", "0") as url, \
+            sync_client(url, timeout=300) as client:
+        yield client
+
+
+def listed(api: ollama.Client) -> ollama.ProcessResponse.Model | None:
+    return next((m for m in api.ps().models if m.model == SMOL), None)
+
+
+def unloaded_after(api: ollama.Client, began: float) -> float:
+    """Seconds from ``began`` until ``/api/ps`` no longer lists the model (polled, bounded)."""
+    while listed(api) is not None:
+        assert time.monotonic() - began < UNLOAD_BOUND, "the model was not unloaded"
+        time.sleep(0.1)
+    return time.monotonic() - began
+
+
+def test_an_idle_model_is_unloaded_when_its_keep_alive_runs_out(api: ollama.Client) -> None:
+    api.generate(model=SMOL, prompt="", keep_alive="2s")
+    began = time.monotonic()
+    entry = listed(api)
+    assert entry is not None
+    assert entry.expires_at is not None
+    left = (entry.expires_at - datetime.datetime.now(datetime.UTC)).total_seconds()
+    assert 0 < left <= 2.5  # the real expiry, not a date years ahead
+    assert unloaded_after(api, began) >= 1.5
+
+
+def test_a_request_in_flight_keeps_the_model_loaded(api: ollama.Client) -> None:
+    api.generate(model=SMOL, prompt="", keep_alive="1s")  # loaded, with a short keep_alive
+    first_line, finished = threading.Event(), threading.Event()
+    seen_loaded: list[bool] = []
+
+    def long_answer() -> None:
+        stream = api.generate(model=SMOL, prompt="Count from 1 to 500, separated by commas:", keep_alive="1s",
+                              stream=True, options={"temperature": 0, "num_predict": 1500})
+        for _ in stream:
+            first_line.set()
+        finished.set()
+
+    worker = threading.Thread(target=long_answer)
+    worker.start()
+    try:
+        assert first_line.wait(60), "no answer began"
+        watched = time.monotonic()
+        while not finished.is_set() and time.monotonic() - watched < 3.0:  # 3 keep_alives in flight
+            seen_loaded.append(listed(api) is not None)
+            time.sleep(0.1)
+        assert not finished.is_set(), "the answer ended too soon to tell"
+        assert seen_loaded and all(seen_loaded)
+    finally:
+        worker.join(300)
+    assert unloaded_after(api, time.monotonic()) <= UNLOAD_BOUND  # and once it ended, unloaded
