@@ -41,6 +41,7 @@ from .translate.catalog import ModelRecord, Sighting
 from .upstream import Upstream
 from .wire.backends import (
     LlamaCppProps,
+    LMStudioLoadRequest,
     LMStudioUnloadRequest,
     LMStudioV0Model,
     LMStudioV0ModelList,
@@ -74,6 +75,8 @@ class LoadCalls:
     # The routes exist only in one mode (llama.cpp's router): a 404/405/501 that does not speak of
     # the model means this server cannot be asked.
     routes_optional: bool = False
+    # The load body at a context length (``num_ctx``), where the load call takes one (LM Studio).
+    load_body_at_context: Callable[[str, int], bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,10 @@ def _model_body(model: str) -> bytes:
     return msgspec.json.encode(ModelLoadRequest(model=model))
 
 
+def _lmstudio_context_body(model: str, context_length: int) -> bytes:
+    return msgspec.json.encode(LMStudioLoadRequest(model=model, context_length=context_length))
+
+
 def _instance_body(model: str) -> bytes:
     return msgspec.json.encode(LMStudioUnloadRequest(instance_id=model))
 
@@ -292,7 +299,8 @@ NATIVE: dict[Kind, KindBehaviour] = {
     ),
     "lmstudio": KindBehaviour(
         read_lmstudio,
-        LoadCalls("/api/v1/models/load", "/api/v1/models/unload", _model_body, _instance_body),
+        LoadCalls("/api/v1/models/load", "/api/v1/models/unload", _model_body, _instance_body,
+                  load_body_at_context=_lmstudio_context_body),
         DownloadCalls("/api/v1/models/download", _lmstudio_download_body, _lmstudio_job_path),
     ),
     "vllm": KindBehaviour(

@@ -6,7 +6,8 @@ to ``relay.deliver``. A request with no messages (chat) or no prompt (generate) 
 model, or unloads it with ``keep_alive: 0``, and is answered with ``done_reason: "load"``/
 ``"unload"`` as Ollama does, without a completion. ``keep_alive: 0`` on a real request unloads
 after it; other keep_alive values are kept by ``idle_unload`` where the backend has no idle timer
-(the request counts as in flight until its answer is written).
+(the request counts as in flight until its answer is written). A ``num_ctx`` larger than the
+loaded context reloads the model where the backend allows (``Loader.fit_context``).
 
 A chat longer than the model's context loses its oldest messages first (``routes.fitting``);
 a backend's own "prompt too long" refusal is answered 400, in Ollama's words with
@@ -15,7 +16,7 @@ prefill: its echo is removed from the answer where the backend repeats it (``tra
 
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
 ``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.timefmt``, ``ollama_shim.wire``,
-``ollama_shim.custom_models``, ``ollama_shim.idle_unload``.
+``ollama_shim.custom_models``, ``ollama_shim.idle_unload``, ``ollama_shim.loader``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aiohttp import web
 from ..custom_models import CustomModels
 from ..errors import BadRequest, ModelNotFound, ShimError, UpstreamStatus
 from ..idle_unload import IdleUnloader, unloader_of
+from ..loader import num_ctx_of
 from ..registry import Resolved
 from ..timefmt import utc_timestamp
 from ..tokens import tokenizer_for
@@ -82,6 +84,7 @@ async def _answer(request: web.Request, req: GenerationRequest, started_ns: int)
     if is_load_request(req):
         return json_response(_load_answer(req, await _load_only(state, unloader, resolved, req.keep_alive)))
     req = customise_request(req, custom)  # a custom model's system prompt, messages and parameters
+    resolved = await _fit_context(state, resolved, req)
     # A long history costs milliseconds to translate and encode: large bodies do it off the event loop.
     plan = await off_loop(request, lambda: customise_plan(
         _plan(req, resolved, Delivery.choose(req.stream, resolved.dialect)), req, custom, resolved.dialect))
@@ -179,6 +182,16 @@ async def _load_only(state: AppState, unloader: IdleUnloader, resolved: Resolved
         await state.loader.load(resolved)
         unloader.loaded(resolved, parse_keep_alive(keep_alive))  # its keep_alive counts from now
     return reason
+
+
+async def _fit_context(state: AppState, resolved: Resolved, req: GenerationRequest) -> Resolved:
+    """The model at the request's ``num_ctx`` where the backend can load it so (``Loader.fit_context``);
+    a backend that fails to is logged, and the request goes on at the context there is."""
+    try:
+        return await state.loader.fit_context(resolved, num_ctx_of(req.options))
+    except ShimError as exc:
+        log.warning("could not load %s at num_ctx: %s", resolved.record.upstream_id, exc.message)
+        return resolved
 
 
 def _load_answer(req: GenerationRequest, reason: str) -> OllamaChunk:

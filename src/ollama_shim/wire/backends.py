@@ -160,3 +160,10 @@ class LMStudioDownloadJob(msgspec.Struct):
     job_id: str | None = None  # absent for "already_downloaded"
     total_size_bytes: int | None = None
     downloaded_bytes: int | None = None
+
+
+class LMStudioLoadRequest(msgspec.Struct, omit_defaults=True):
+    """LM Studio ``POST /api/v1/models/load`` at a context length."""
+
+    model: str
+    context_length: int | None = None

@@ -1,5 +1,6 @@
-"""keep_alive against a real llama.cpp router: the shim unloads an idle model when its keep_alive
-runs out, ``/api/ps`` shows when, and a request in flight keeps the model loaded."""
+"""keep_alive and num_ctx against a real llama.cpp router: the shim unloads an idle model when its
+keep_alive runs out, ``/api/ps`` shows when, and a request in flight keeps the model loaded; a
+num_ctx beyond the router's context goes through and the real context is shown."""
 
 from __future__ import annotations
 
@@ -74,3 +75,14 @@ def test_a_request_in_flight_keeps_the_model_loaded(api: ollama.Client) -> None:
     finally:
         worker.join(300)
     assert unloaded_after(api, time.monotonic()) <= UNLOAD_BOUND  # and once it ended, unloaded
+
+
+def test_a_larger_num_ctx_goes_through_and_the_real_context_is_shown(api: ollama.Client) -> None:
+    answer = api.chat(model=SMOL, messages=[{"role": "user", "content": "Hi"}], keep_alive="2s",
+                      options={"num_ctx": 8192, "num_predict": 4, "temperature": 0})
+    assert answer.done
+    entry = listed(api)
+    assert entry is not None and entry.context_length == 2048  # the router's -c, not the num_ctx asked
+    shown = api.show(SMOL)
+    assert "num_ctx                        2048" in (shown.parameters or "")
+    assert (shown.modelinfo or {}).get("llama.context_length") == 2048
