@@ -5,7 +5,6 @@ num_ctx beyond the router's context goes through and the real context is shown."
 from __future__ import annotations
 
 import datetime
-import threading
 import time
 from collections.abc import Iterator
 
@@ -52,29 +51,20 @@ def test_an_idle_model_is_unloaded_when_its_keep_alive_runs_out(api: ollama.Clie
 
 def test_a_request_in_flight_keeps_the_model_loaded(api: ollama.Client) -> None:
     api.generate(model=SMOL, prompt="", keep_alive="1s")  # loaded, with a short keep_alive
-    first_line, finished = threading.Event(), threading.Event()
+    # Counting goes on to num_predict (about 20 s here): the stream is in flight for all of the watch.
+    stream = api.generate(model=SMOL, prompt="1, 2, 3, 4, 5, 6, 7, 8, 9, 10,", raw=True, keep_alive="1s",
+                          stream=True, options={"temperature": 0, "num_predict": 1500})
     seen_loaded: list[bool] = []
-
-    def long_answer() -> None:
-        stream = api.generate(model=SMOL, prompt="Count from 1 to 500, separated by commas:", keep_alive="1s",
-                              stream=True, options={"temperature": 0, "num_predict": 1500})
-        for _ in stream:
-            first_line.set()
-        finished.set()
-
-    worker = threading.Thread(target=long_answer)
-    worker.start()
-    try:
-        assert first_line.wait(60), "no answer began"
-        watched = time.monotonic()
-        while not finished.is_set() and time.monotonic() - watched < 3.0:  # 3 keep_alives in flight
-            seen_loaded.append(listed(api) is not None)
-            time.sleep(0.1)
-        assert not finished.is_set(), "the answer ended too soon to tell"
-        assert seen_loaded and all(seen_loaded)
-    finally:
-        worker.join(300)
-    assert unloaded_after(api, time.monotonic()) <= UNLOAD_BOUND  # and once it ended, unloaded
+    watched = None
+    for part in stream:
+        assert not part.done, "the answer ended too soon to tell"
+        watched = watched or time.monotonic()
+        if time.monotonic() - watched > 3.0:  # three keep_alives in flight
+            break
+        seen_loaded.append(listed(api) is not None)
+    stream.close()  # the client leaves: the request ends, and with it the model's reprieve
+    assert seen_loaded and all(seen_loaded)
+    assert unloaded_after(api, time.monotonic()) <= UNLOAD_BOUND
 
 
 def test_a_larger_num_ctx_goes_through_and_the_real_context_is_shown(api: ollama.Client) -> None:

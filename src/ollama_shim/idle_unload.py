@@ -60,6 +60,7 @@ class IdleUnloader:
         self._clock = clock
         self._wallclock = wallclock
         self._kept: dict[Key, _Kept] = {}
+        self._closed = False  # at clean-up: no timer starts any more
 
     @staticmethod
     def _key(resolved: Resolved) -> Key:
@@ -129,6 +130,8 @@ class IdleUnloader:
 
     def _idle(self, entry: _Kept) -> None:
         entry.idle_since = self._clock()
+        if self._closed:
+            return
         if entry.acts and entry.keep_for > 0 and not math.isinf(entry.keep_for):
             entry.timer = asyncio.get_running_loop().create_task(self._expire(entry))
         elif entry.acts and entry.keep_for <= 0:
@@ -156,6 +159,7 @@ class IdleUnloader:
 
     async def close(self) -> None:
         """Cancel every timer (clean-up): nothing is unloaded by a shim that stops."""
+        self._closed = True
         timers = [e.timer for e in self._kept.values() if e.timer is not None]
         for timer in timers:
             timer.cancel()
