@@ -176,3 +176,22 @@ def test_a_bad_keep_alive_is_refused_at_start(argv: list[str], environ: dict[str
     with pytest.raises(SettingsError) as info:
         load_settings(argv, environ)
     assert str(info.value).startswith(message)
+
+
+async def test_a_server_that_cannot_unload_gets_no_timer_after_the_first_try() -> None:
+    async with ScriptedBackend() as single:  # a single llama-server: no /models/unload route (404)
+        single.answer("GET", "/v1/models", models("smol"))
+        async with services_over((single, "llamacpp")) as (registry, loader):
+            unloader = IdleUnloader(loader, default_keep_alive=SHORT)
+            smol = await registry.resolve("smol")
+            unloader.loaded(smol, SHORT)
+            deadline = time.monotonic() + WAIT
+            while single.count("POST", "/models/unload") == 0:
+                assert time.monotonic() < deadline, "no unload was tried"
+                await asyncio.sleep(0.02)
+            async with unloader.using(smol, SHORT):
+                pass
+            assert unloader.expires_ns(smol) is None  # not shown as expiring: it never will
+            await asyncio.sleep(3 * SHORT)
+            assert single.count("POST", "/models/unload") == 1
+            await unloader.close()

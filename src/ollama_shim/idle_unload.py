@@ -61,6 +61,7 @@ class IdleUnloader:
         self._wallclock = wallclock
         self._kept: dict[Key, _Kept] = {}
         self._closed = False  # at clean-up: no timer starts any more
+        self._cannot_unload: set[Key] = set()  # e.g. a single llama-server: it has no unload route
 
     @staticmethod
     def _key(resolved: Resolved) -> Key:
@@ -70,7 +71,7 @@ class IdleUnloader:
         """The model's entry with this request's keep_alive, or None where nothing is kept or shown."""
         key = self._key(resolved)
         entry = self._kept.get(key)
-        if resolved.source.behaviour.shim_keeps_alive:
+        if resolved.source.behaviour.shim_keeps_alive and key not in self._cannot_unload:
             keep_for = self.default_keep_alive if keep_alive is None else keep_alive
             if entry is None:
                 entry = self._kept[key] = _Kept(resolved, keep_for)
@@ -150,12 +151,16 @@ class IdleUnloader:
             return
         del self._kept[self._key(entry.resolved)]
         model = entry.resolved.record.upstream_id
-        log.info("unloading %s on %s: idle for its keep_alive of %g s", model, entry.resolved.backend.root,
-                 entry.keep_for)
         try:
-            await self._loader.unload(entry.resolved)
+            unloaded = await self._loader.unload(entry.resolved)
         except ShimError as exc:
             log.warning("could not unload %s on %s: %s", model, entry.resolved.backend.root, exc.message)
+            return
+        if unloaded:
+            log.info("unloaded %s on %s: idle for its keep_alive of %g s", model, entry.resolved.backend.root,
+                     entry.keep_for)
+        else:  # it cannot be asked (a single server): no timer for it again, and no expiry shown
+            self._cannot_unload.add(self._key(entry.resolved))
 
     async def close(self) -> None:
         """Cancel every timer (clean-up): nothing is unloaded by a shim that stops."""
