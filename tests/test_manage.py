@@ -1,4 +1,5 @@
-"""Model management through the official client: pull of a served model succeeds, push and blobs
+"""Model management through the official client: pull of a served model succeeds (downloads:
+``test_pull``), push and blobs
 are refused (create, copy and delete of custom models: ``test_custom_models``)."""
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ async def test_pull_of_a_served_model_succeeds_streamed_and_not(client) -> None:
     assert [p.status for p in parts] == ["success"]
 
 
-async def test_pull_of_an_unknown_model_says_where_models_come_from(client, lmstudio) -> None:
+async def test_pull_of_a_model_lmstudio_cannot_find_is_a_404_naming_it(client, lmstudio) -> None:
     api, _ = client
     with pytest.raises(ollama.ResponseError) as info:
-        await api.pull("llama3")
+        await api.pull("llama3")  # asked of LM Studio's download (``test_pull``), which knows no such model
     assert info.value.status_code == 404
-    assert info.value.error.startswith("model 'llama3' not found;") and lmstudio.url in info.value.error
+    assert info.value.error.startswith("pull model manifest: file does not exist") and lmstudio.url in info.value.error
 
 
 @pytest.mark.parametrize(

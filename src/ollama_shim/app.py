@@ -10,8 +10,9 @@ line: ``request_id``, ``metrics``, ``logs``), the error boundary, the lifecycle 
 for a graceful shutdown: ``routes.lifecycle``), the guard (API key and CORS: ``routes.guard``).
 
 ``ROUTES`` is every endpoint, in one table; the handlers live in ``routes/*``. A ``GET`` route
-answers ``HEAD`` too. Resources that live as long as the app (the store, the upstream client
-session) are opened and closed by ``cleanup_ctx`` generators.
+answers ``HEAD`` too. Resources that live as long as the app (the store and the model memory in
+it, the upstream client session, the keep_alive timers) are opened and closed by ``cleanup_ctx``
+generators.
 
 May import: aiohttp.web, stdlib, ``ollama_shim.*``.
 """
@@ -25,8 +26,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from . import custom_models, metrics, store
+from . import custom_models, idle_unload, metrics, store, stored_memory
 from .errors import ShimError
+from .idle_unload import IdleUnloader
 from .loader import Loader
 from .logs import log_access
 from .metrics import Metrics, RequestRecord
@@ -38,6 +40,7 @@ from .routes.lifecycle import LIFECYCLE, Lifecycle
 from .routes.state import STATE, AppState
 from .routes.status import METRICS
 from .settings import Settings
+from .stored_memory import StoredMemory
 from .upstream import Upstream
 
 log = logging.getLogger("ollama_shim")
@@ -154,11 +157,15 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics.from_environment()
     app.on_response_prepare.append(stamp_response)
     upstream = Upstream(settings.timeouts, settings.limits, secrets=[b.key for b in settings.backends])
-    registry = Registry(settings, upstream)
-    app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=Loader(upstream, registry))
+    store.attach(app, settings.data_dir, (custom_models.SCHEMA, stored_memory.SCHEMA))  # opened at start
+    memory = StoredMemory(app[store.STORE])  # what was learned about models, kept across restarts
+    stored_memory.attach(app, memory)
+    registry = Registry(settings, upstream, memory=memory)
+    loader = Loader(upstream, registry)
+    app[STATE] = AppState(settings=settings, upstream=upstream, registry=registry, loader=loader)
     guard.install(app, settings)  # API key and CORS, inside the boundary so their refusals are rendered
-    store.attach(app, settings.data_dir, (custom_models.SCHEMA,))  # the shim's own database, opened at start
     app.cleanup_ctx.append(upstream_session)
+    idle_unload.attach(app, IdleUnloader(loader, settings.keep_alive))  # after: its timers stop first
     for method, path, handler in ROUTES:
         if method == "GET":
             app.router.add_get(path, handler)

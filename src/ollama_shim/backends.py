@@ -8,9 +8,10 @@ once (llama.cpp answers ``/props``, LM Studio its REST ``/api/v1/models``, vLLM 
 ``owned_by: vllm``); from then on everything the backend does follows from its kind:
 
 - its dialect (``dialect.DIALECTS``): how requests are spelled;
-- ``NATIVE[kind]``: how its catalog is read (a builder over its native metadata) and how a model
-  is loaded and unloaded on it. A kind missing from ``NATIVE`` is plain: its catalog is
-  ``/v1/models`` as listed, and it cannot be asked to load or unload anything.
+- ``NATIVE[kind]``: how its catalog is read (a builder over its native metadata), how a model
+  is loaded and unloaded on it, whether it can be asked to download one (``/api/pull``) and,
+  where not, what a user does instead. A kind missing from ``NATIVE`` is plain: its catalog is
+  ``/v1/models`` as listed, and it cannot be asked to load, unload or download anything.
 
 A single llama-server does not say in ``/props`` whether it serves embeddings: its
 ``/v1/embeddings`` is asked once per model with a one-word input (200: yes; 501 or another 4xx:
@@ -35,11 +36,12 @@ from .dialect import DIALECTS, Dialect, Kind, detect_kind, kind_named
 from .errors import UpstreamError, UpstreamStatus
 from .model_memory import InProcessMemory, ModelMemory
 from .settings import Backend
-from .translate import catalog
+from .translate import catalog, pull
 from .translate.catalog import ModelRecord, Sighting
 from .upstream import Upstream
 from .wire.backends import (
     LlamaCppProps,
+    LMStudioLoadRequest,
     LMStudioUnloadRequest,
     LMStudioV0Model,
     LMStudioV0ModelList,
@@ -73,14 +75,32 @@ class LoadCalls:
     # The routes exist only in one mode (llama.cpp's router): a 404/405/501 that does not speak of
     # the model means this server cannot be asked.
     routes_optional: bool = False
+    # The load body at a context length (``num_ctx``), where the load call takes one (LM Studio).
+    load_body_at_context: Callable[[str, int], bytes] | None = None
+
+
+@dataclass(frozen=True)
+class DownloadCalls:
+    """How a backend kind is asked to download a model (``/api/pull``) and how the download's
+    progress is read: a job started by one call and looked at by another."""
+
+    start_path: str
+    start_body: Callable[[str], bytes]  # from the Ollama name; BadRequest for one the backend cannot take
+    status_path: Callable[[str], str]  # from the job id
 
 
 @dataclass(frozen=True)
 class KindBehaviour:
-    """What a backend of one kind does beyond its dialect: how its catalog is read, how it loads."""
+    """What a backend of one kind does beyond its dialect: how its catalog is read, how it loads,
+    whether it downloads (and what a user does instead where it cannot)."""
 
     read_catalog: CatalogReader
     loads: LoadCalls | None = None  # None: the backend cannot be asked to load or unload
+    downloads: DownloadCalls | None = None  # None: it cannot be asked to download
+    instead_of_pull: str = "add the model to the backend by its own means; it is listed here once it serves it"
+    # The backend has no idle timer of its own: the shim unloads a model idle for its keep_alive
+    # (``idle_unload``).
+    shim_keeps_alive: bool = False
 
 
 class LiveBackend:
@@ -114,6 +134,10 @@ class LiveBackend:
     @property
     def loads(self) -> LoadCalls | None:
         return self.behaviour.loads
+
+    @property
+    def downloads(self) -> DownloadCalls | None:
+        return self.behaviour.downloads
 
     async def refresh(self, now_ns: int) -> None:
         """Read the catalog again; on failure keep the last one and remember why in ``failure``.
@@ -248,8 +272,20 @@ def _model_body(model: str) -> bytes:
     return msgspec.json.encode(ModelLoadRequest(model=model))
 
 
+def _lmstudio_context_body(model: str, context_length: int) -> bytes:
+    return msgspec.json.encode(LMStudioLoadRequest(model=model, context_length=context_length))
+
+
 def _instance_body(model: str) -> bytes:
     return msgspec.json.encode(LMStudioUnloadRequest(instance_id=model))
+
+
+def _lmstudio_download_body(requested: str) -> bytes:
+    return pull.encode_request(pull.lmstudio_download(requested))
+
+
+def _lmstudio_job_path(job_id: str) -> str:
+    return "/api/v1/models/download/status/" + urllib.parse.quote(job_id, safe="")
 
 
 PLAIN = KindBehaviour(read_plain)
@@ -257,8 +293,20 @@ NATIVE: dict[Kind, KindBehaviour] = {
     "llamacpp": KindBehaviour(
         read_llamacpp,
         LoadCalls("/models/load", "/models/unload", _model_body, _model_body, polls_status=True, routes_optional=True),
+        shim_keeps_alive=True,
+        instead_of_pull="put the GGUF file in the router's --models-dir (or start llama-server with "
+                        "-hf USER/REPO:QUANT); it is listed here once the server sees it",
     ),
     "lmstudio": KindBehaviour(
-        read_lmstudio, LoadCalls("/api/v1/models/load", "/api/v1/models/unload", _model_body, _instance_body)
+        read_lmstudio,
+        LoadCalls("/api/v1/models/load", "/api/v1/models/unload", _model_body, _instance_body,
+                  load_body_at_context=_lmstudio_context_body),
+        DownloadCalls("/api/v1/models/download", _lmstudio_download_body, _lmstudio_job_path),
     ),
+    "vllm": KindBehaviour(
+        read_plain, instead_of_pull="start vLLM with the model (vllm serve USER/REPO); it serves what it "
+                                    "was started with",
+    ),
+    "openai": KindBehaviour(read_plain, instead_of_pull="use one of the models it lists (ollama list)"),
+    "openrouter": KindBehaviour(read_plain, instead_of_pull="use one of the models it lists (ollama list)"),
 }

@@ -1,9 +1,19 @@
 """Loading and unloading models on the backends that can: llama.cpp's router, LM Studio.
 
-Used for Ollama's load-only requests (empty ``messages``/``prompt``), ``keep_alive: 0``, and to
-recover from "No models loaded" before retrying. What to call comes from the backend's kind
-(``LiveBackend.loads``: paths, bodies, whether to wait for the router's status). Other backends
-load on their own or not at all; for them both calls do nothing and say so by returning False.
+Used for Ollama's load-only requests (empty ``messages``/``prompt``), ``keep_alive: 0``, idle
+models (``idle_unload``), and to recover from "No models loaded" before retrying. What to call
+comes from the backend's kind (``LiveBackend.loads``: paths, bodies, whether to wait for the
+router's status). Other backends load on their own or not at all; for them both calls do nothing
+and say so by returning False.
+
+``fit_context`` answers a request's ``num_ctx``. Where the load call takes a context length (LM
+Studio), a model loaded with less (or not loaded) is loaded at ``num_ctx`` (at most the model's
+own maximum). The rule that keeps two clients asking for different sizes from reloading it in
+turn: **only upward, and at most once per model per ``RELOAD_COOLDOWN``** — a model loaded with
+more serves a smaller ``num_ctx`` as it is, and a second larger one within the cool-down goes
+through at the context there is. Elsewhere (llama.cpp, whose context is set when the server or
+its preset starts the model; vLLM; cloud backends) the request goes through and a warning says
+once per model that the backend's context is N.
 
 May import: stdlib, msgspec, ``ollama_shim.upstream``, ``ollama_shim.registry``, ``ollama_shim.backends``,
 ``ollama_shim.errors``, ``ollama_shim.translate``, ``ollama_shim.wire``.
@@ -14,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -28,6 +39,16 @@ from .wire.openai import ModelEntry
 log = logging.getLogger("ollama_shim.loader")
 
 POLL_INTERVAL = 0.2
+RELOAD_COOLDOWN = 300.0  # seconds: at most one reload for num_ctx per model in this time
+_MAX_CONTEXT = 1 << 26  # a num_ctx beyond this is no context any model has
+
+
+def num_ctx_of(options: Mapping[str, object] | None) -> int | None:
+    """A request's ``options.num_ctx`` when it is a positive whole number of tokens; else None."""
+    value = (options or {}).get("num_ctx")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= _MAX_CONTEXT:
+        return None
+    return int(value)
 
 
 class _Ack(msgspec.Struct):
@@ -41,9 +62,66 @@ def _already_done(exc: UpstreamStatus) -> bool:
 
 
 class Loader:
-    def __init__(self, upstream: Upstream, registry: Registry) -> None:
+    def __init__(self, upstream: Upstream, registry: Registry, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._upstream = upstream
         self._registry = registry
+        self._clock = clock
+        self._reloaded_at: dict[tuple[str, str], float] = {}  # when a model was last loaded for num_ctx
+        self._warned: set[tuple[str, str]] = set()  # models whose context was said once
+
+    async def fit_context(self, resolved: Resolved, num_ctx: int | None) -> Resolved:
+        """The model, loaded at ``num_ctx`` where that can be asked and the rule allows (see the module)."""
+        calls = resolved.source.loads
+        if num_ctx is None:
+            return resolved
+        if calls is None or calls.load_body_at_context is None:
+            self._say_context(resolved, num_ctx)
+            return resolved
+        if not self._wants_more(resolved, num_ctx):
+            return resolved
+        key = (resolved.backend.root, resolved.record.upstream_id)
+        last = self._reloaded_at.get(key)
+        if last is not None and self._clock() - last < RELOAD_COOLDOWN:
+            self._say_context(resolved, num_ctx)
+            return resolved
+        resolved = await self._afresh(resolved)  # the list may be a few seconds old
+        if not self._wants_more(resolved, num_ctx):
+            return resolved
+        record = resolved.record
+        wanted = min(num_ctx, record.max_context_length or num_ctx)
+        self._reloaded_at[key] = self._clock()
+        log.info("loading %s on %s at a context of %d for num_ctx %d (loaded with %s)", record.upstream_id,
+                 resolved.backend.root, wanted, num_ctx, record.context_length if record.loaded else "none")
+        if record.loaded:
+            await self.unload(resolved)
+        await self._call(resolved, calls, calls.load_path, calls.load_body_at_context(record.upstream_id, wanted),
+                         "loaded")
+        return await self._afresh(resolved)
+
+    @staticmethod
+    def _wants_more(resolved: Resolved, num_ctx: int) -> bool:
+        """Whether the model is not loaded, or loaded with less than ``num_ctx`` (at most its maximum)."""
+        record = resolved.record
+        wanted = min(num_ctx, record.max_context_length or num_ctx)
+        return not record.loaded or (record.context_length or 0) < wanted
+
+    async def _afresh(self, resolved: Resolved) -> Resolved:
+        """The same model as its backend lists it now."""
+        self._registry.invalidate()
+        for model in await self._registry.models():
+            if model.source is resolved.source and model.record.upstream_id == resolved.record.upstream_id:
+                return model
+        return resolved
+
+    def _say_context(self, resolved: Resolved, num_ctx: int) -> None:
+        """Once per model: a num_ctx beyond the context the backend runs the model with."""
+        context = resolved.record.context_length
+        key = (resolved.backend.root, resolved.record.upstream_id)
+        if context is None or num_ctx <= context or key in self._warned:
+            return
+        self._warned.add(key)
+        log.warning("num_ctx %d asked of %s, but %s runs it with a context of %d; requests go through with that",
+                    num_ctx, resolved.record.upstream_id, resolved.backend.root, context)
 
     async def load(self, resolved: Resolved) -> bool:
         """Ask the backend to load the model now; False where the backend cannot be asked."""

@@ -13,7 +13,8 @@ file named in it, and raises ``SettingsError`` with a one-line message for anyth
 
 ``[[models]]`` tables of the file declare read-only custom models (``custom_models``).
 
-May import: stdlib, ``ollama_shim.dialect``, ``ollama_shim.errors``, ``ollama_shim.translate.customise`` (pure).
+May import: stdlib, ``ollama_shim.dialect``, ``ollama_shim.errors``, ``ollama_shim.translate.customise``,
+``ollama_shim.translate.keep_alive`` (pure).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any, NoReturn
 from .dialect import DIALECTS
 from .errors import BadRequest
 from .translate.customise import CustomModel, checked_custom_model
+from .translate.keep_alive import parse_keep_alive
 from .wire.ollama import RequestMessage
 
 DEFAULT_LISTEN = "127.0.0.1:11434"
@@ -139,6 +141,9 @@ class Settings:
     json_output: bool = False
     # Custom models declared by ``[[models]]`` tables of the config file (read-only).
     custom_models: tuple[CustomModel, ...] = ()
+    # Seconds a model stays loaded after its last request where the shim unloads idle models itself
+    # (a llama.cpp router); math.inf: forever. ``--keep-alive``, else ``OLLAMA_KEEP_ALIVE``, else 5 minutes.
+    keep_alive: float = 300.0
 
 
 # ---------------------------------------------------------------------------
@@ -304,6 +309,18 @@ def _switch(option: Option, value: Any) -> bool:
     _bad(option, f"{value!r} is not true or false")
 
 
+def _keep_alive(option: Option, value: Any) -> float:
+    """An Ollama keep_alive: a duration (``5m``, ``1h30m``), seconds, or negative for forever."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        _bad(option, f"{value!r} is not a duration")
+    try:
+        seconds = parse_keep_alive(value)
+    except BadRequest as exc:
+        _bad(option, exc.message)
+    assert seconds is not None  # only None for None
+    return seconds
+
+
 def default_data_dir(environ: Mapping[str, str]) -> str:
     """``$XDG_DATA_HOME/ollama-shim``, else ``~/.local/share/ollama-shim`` (from ``HOME``)."""
     base = environ.get("XDG_DATA_HOME") or posixpath.join(environ.get("HOME") or ".", ".local", "share")
@@ -398,6 +415,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("data_dir", _text, "directory for the shim's own data (default $XDG_DATA_HOME/ollama-shim)"),
     Option("translate_native_apis", _switch,
            "translate /v1/messages and /v1/responses even where the backend speaks them", "translate_native_apis"),
+    Option("keep_alive", _keep_alive, "how long a model stays loaded after its last request where the shim "
+           "unloads idle models itself (llama.cpp router): 5m, 1h, 0, -1 for forever (also OLLAMA_KEEP_ALIVE)"),
     Option("shutdown_grace", _seconds, "seconds running streams may take to finish at shutdown", "shutdown_grace"),
     Option("json", _switch, "doctor: print the report as JSON", "json_output", bare=True),
 )
@@ -526,6 +545,20 @@ def _configured_models(path: str, tables: Any) -> tuple[CustomModel, ...]:
     return tuple(models.values())
 
 
+def _ollama_keep_alive(values: Mapping[str, Any], environ: Mapping[str, str]) -> float:
+    """``--keep-alive`` (flag, variable or file), else Ollama's own ``OLLAMA_KEEP_ALIVE``, else the default."""
+    if "keep_alive" in values:
+        seconds: float = values["keep_alive"]
+        return seconds
+    raw = environ.get("OLLAMA_KEEP_ALIVE", "").strip()
+    if not raw:
+        return _DEFAULTS.keep_alive
+    try:
+        return _keep_alive(_BY_NAME["keep_alive"], raw)
+    except SettingsError as exc:
+        raise SettingsError(f"invalid OLLAMA_KEEP_ALIVE {raw!r}: {str(exc).partition(': ')[2]}") from None
+
+
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     """Build Settings from argv (without the program name) and an environment mapping."""
     cli = _from_argv(argv)
@@ -556,5 +589,6 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         connections=Connections(**groups["connections"]),
         data_dir=values.get("data_dir") or default_data_dir(environ),
         custom_models=custom_models,
+        keep_alive=_ollama_keep_alive(values, environ),
         **groups[""],
     )

@@ -9,6 +9,12 @@ What it serves, on 127.0.0.1 and a free port:
 - ``GET /v1/models`` (only ``id``, ``object``, ``owned_by``; all models with JIT on, only loaded
   ones with JIT off), ``GET /api/v0/models[/{id}]``, ``GET /api/v1/models``,
   ``POST /api/v1/models/load`` and ``/unload``;
+- ``POST /api/v1/models/download`` and ``GET /api/v1/models/download/status/{job_id}``: a model of
+  ``downloadable`` (keyed by what the download names: a catalog id or a Hugging Face URL) is
+  downloaded in ``download_steps`` steps of ``download_tick`` seconds, whether or not anyone looks
+  (``hold_downloads`` pauses them); when complete it joins ``models``. A model already in ``models``
+  is ``already_downloaded``; an unknown one is a 400 (guess: the error is not documented);
+  ``fail_downloads`` makes a job end ``failed``;
 - ``POST /v1/chat/completions`` and ``/v1/completions`` with scripted replies (``Reply``, queued
   with ``script(...)``, else made by ``responder(body)`` when one is set), streamed or not, with ``stats``,
   ``reasoning_content`` and ``stream_options.include_usage``;
@@ -23,12 +29,13 @@ Every request is recorded in ``requests`` so tests can assert what the shim sent
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
@@ -101,6 +108,19 @@ class Recorded:
     body: Any  # parsed JSON, or the raw text when it was not JSON, or None
 
 
+@dataclass
+class DownloadJob:
+    """One download LM Studio runs: its model joins the list when the last step is done."""
+
+    job_id: str
+    model: Model
+    total: int
+    done_steps: int = 0
+    status: str = "downloading"
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()))
+    quantization: str | None = None
+
+
 BODY = web.RequestKey("body", object)  # the parsed JSON body, set by the recording middleware
 NO_MODELS = "No models loaded. Please load a model in the developer page or use the 'lms load' command."
 
@@ -130,6 +150,14 @@ class LMStudioEmulation:
         self._runner: web.AppRunner | None = None
         self._counter = 0
         self.url = ""
+        # What the download endpoint can fetch, by the name a download gives (catalog id or HF URL).
+        self.downloadable: dict[str, Model] = {}
+        self.download_steps = 4
+        self.download_tick = 0.05
+        self.hold_downloads = asyncio.Event()  # set: downloads pause
+        self.fail_downloads = False
+        self.jobs: dict[str, DownloadJob] = {}
+        self._job_tasks: set[asyncio.Task[None]] = set()
 
     # -- control ---------------------------------------------------------------------------
 
@@ -157,6 +185,8 @@ class LMStudioEmulation:
         r.add_get("/api/v1/models", self._rest_v1_models)
         r.add_post("/api/v1/models/load", self._load)
         r.add_post("/api/v1/models/unload", self._unload)
+        r.add_post("/api/v1/models/download", self._download)
+        r.add_get("/api/v1/models/download/status/{job_id}", self._download_status)
         r.add_post("/v1/chat/completions", self._chat)
         r.add_post("/v1/completions", self._completions)
         r.add_post("/v1/embeddings", self._embeddings)
@@ -170,6 +200,8 @@ class LMStudioEmulation:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for task in self._job_tasks:
+            task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -303,6 +335,52 @@ class LMStudioEmulation:
             return self._error(404, f"No loaded model instance {body.get('instance_id')!r}", param="instance_id")
         model.loaded_context_length, model.jit_loaded = None, False
         return web.json_response({"instance_id": model.key})
+
+    # -- downloads -------------------------------------------------------------------------
+
+    async def _download(self, request: web.Request) -> web.Response:
+        body = request[BODY] or {}
+        name = str(body.get("model", ""))
+        wanted = self.downloadable.get(name)
+        if self.model(name) is not None or (wanted is not None and self.model(wanted.key) is not None):
+            return web.json_response({"status": "already_downloaded"})
+        if wanted is None:  # guess: the error body for an unknown model is not documented
+            return web.json_response({"error": f"Model {name!r} not found in the catalog"}, status=400)
+        self._counter += 1
+        job = DownloadJob(f"job_{self._counter:06d}", wanted, wanted.size_bytes,
+                          quantization=body.get("quantization"))
+        self.jobs[job.job_id] = job
+        task = asyncio.get_running_loop().create_task(self._run_download(job))
+        self._job_tasks.add(task)
+        task.add_done_callback(self._job_tasks.discard)
+        return web.json_response({"job_id": job.job_id, "status": job.status, "total_size_bytes": job.total,
+                                  "started_at": job.started_at})
+
+    async def _run_download(self, job: DownloadJob) -> None:
+        while job.done_steps < self.download_steps:
+            await asyncio.sleep(self.download_tick)
+            if not self.hold_downloads.is_set():
+                job.done_steps += 1
+        if self.fail_downloads:
+            job.status = "failed"
+            return
+        job.status = "completed"
+        if job.quantization:
+            job.model.quantization = job.quantization
+        self.models.append(job.model)
+
+    async def _download_status(self, request: web.Request) -> web.Response:
+        job = self.jobs.get(request.match_info["job_id"])
+        if job is None:  # guess: undocumented
+            return web.json_response({"error": "Job not found"}, status=404)
+        downloaded = job.total * job.done_steps // self.download_steps
+        out: dict[str, Any] = {"job_id": job.job_id, "status": job.status, "total_size_bytes": job.total,
+                               "downloaded_bytes": downloaded, "started_at": job.started_at}
+        if job.status == "downloading":
+            out["bytes_per_second"] = job.total / (self.download_steps * self.download_tick)
+        if job.status == "completed":
+            out["completed_at"] = job.started_at
+        return web.json_response(out)
 
     # -- inference -------------------------------------------------------------------------
 

@@ -5,7 +5,9 @@ After parsing, both share one path: resolve the model, check what it can do, cho
 to ``relay.deliver``. A request with no messages (chat) or no prompt (generate) only loads the
 model, or unloads it with ``keep_alive: 0``, and is answered with ``done_reason: "load"``/
 ``"unload"`` as Ollama does, without a completion. ``keep_alive: 0`` on a real request unloads
-after it.
+after it; other keep_alive values are kept by ``idle_unload`` where the backend has no idle timer
+(the request counts as in flight until its answer is written). A ``num_ctx`` larger than the
+loaded context reloads the model where the backend allows (``Loader.fit_context``).
 
 A chat longer than the model's context loses its oldest messages first (``routes.fitting``);
 a backend's own "prompt too long" refusal is answered 400, in Ollama's words with
@@ -14,7 +16,7 @@ prefill: its echo is removed from the answer where the backend repeats it (``tra
 
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
 ``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.timefmt``, ``ollama_shim.wire``,
-``ollama_shim.custom_models``.
+``ollama_shim.custom_models``, ``ollama_shim.idle_unload``, ``ollama_shim.loader``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from aiohttp import web
 
 from ..custom_models import CustomModels
 from ..errors import BadRequest, ModelNotFound, ShimError, UpstreamStatus
+from ..idle_unload import IdleUnloader, unloader_of
+from ..loader import num_ctx_of
 from ..registry import Resolved
 from ..timefmt import utc_timestamp
 from ..tokens import tokenizer_for
@@ -40,6 +44,8 @@ from ..translate.request import (
     generate_request_to_openai,
     is_load_request,
     load_done_reason,
+    parse_keep_alive,
+    ttl_seconds,
     wants_unload,
 )
 from ..translate.stream import OllamaChunk, StreamContext
@@ -74,9 +80,11 @@ async def _answer(request: web.Request, req: GenerationRequest, started_ns: int)
     resolved, custom = await CustomModels.of(request.app, state.settings).resolve(state.registry, req.model)
     _check_can_answer(resolved, req)
     _check_images(resolved, req)
+    unloader = unloader_of(request.app)
     if is_load_request(req):
-        return json_response(_load_answer(req, await _load_only(state, resolved, req.keep_alive)))
+        return json_response(_load_answer(req, await _load_only(state, unloader, resolved, req.keep_alive)))
     req = customise_request(req, custom)  # a custom model's system prompt, messages and parameters
+    resolved = await _fit_context(state, resolved, req)
     # A long history costs milliseconds to translate and encode: large bodies do it off the event loop.
     plan = await off_loop(request, lambda: customise_plan(
         _plan(req, resolved, Delivery.choose(req.stream, resolved.dialect)), req, custom, resolved.dialect))
@@ -90,10 +98,14 @@ async def _answer(request: web.Request, req: GenerationRequest, started_ns: int)
         want_tool_calls=isinstance(req, ow.ChatRequest) and bool(req.tools),
         echoed_prefix=echoed_prefix(req.messages, resolved.dialect) if isinstance(req, ow.ChatRequest) else "",
     )
-    if isinstance(req, ow.ChatRequest) and isinstance(plan, ChatRequestPlan):
-        plan = await fitting.fit(state, resolved, req, plan)
-    response = await _delivered(request, state, resolved, req, plan, ctx)
+    # In flight: a model the shim unloads when idle stays loaded; its keep_alive counts from the end.
+    ttl = None if resolved.record.loaded else ttl_seconds(req.keep_alive, resolved.dialect)
+    async with unloader.using(resolved, parse_keep_alive(req.keep_alive), ttl=ttl):
+        if isinstance(req, ow.ChatRequest) and isinstance(plan, ChatRequestPlan):
+            plan = await fitting.fit(state, resolved, req, plan)
+        response = await _delivered(request, state, resolved, req, plan, ctx)
     if wants_unload(req.keep_alive):
+        unloader.forget(resolved)
         with contextlib.suppress(ShimError):
             await state.loader.unload(resolved)
     return response
@@ -161,13 +173,25 @@ def _plan(req: GenerationRequest, resolved: Resolved, delivery: Delivery) -> Gen
     return generate_request_to_openai(req, upstream_id, dialect, delivery)
 
 
-async def _load_only(state: AppState, resolved: Resolved, keep_alive: ow.KeepAlive) -> str:
+async def _load_only(state: AppState, unloader: IdleUnloader, resolved: Resolved, keep_alive: ow.KeepAlive) -> str:
     reason = load_done_reason(keep_alive)
     if reason == "unload":
+        unloader.forget(resolved)
         await state.loader.unload(resolved)
     else:
         await state.loader.load(resolved)
+        unloader.loaded(resolved, parse_keep_alive(keep_alive))  # its keep_alive counts from now
     return reason
+
+
+async def _fit_context(state: AppState, resolved: Resolved, req: GenerationRequest) -> Resolved:
+    """The model at the request's ``num_ctx`` where the backend can load it so (``Loader.fit_context``);
+    a backend that fails to is logged, and the request goes on at the context there is."""
+    try:
+        return await state.loader.fit_context(resolved, num_ctx_of(req.options))
+    except ShimError as exc:
+        log.warning("could not load %s at num_ctx: %s", resolved.record.upstream_id, exc.message)
+        return resolved
 
 
 def _load_answer(req: GenerationRequest, reason: str) -> OllamaChunk:

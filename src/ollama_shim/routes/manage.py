@@ -1,8 +1,11 @@
 """Ollama's model-management endpoints, answered honestly for a shim whose models live in the backend.
 
 ``POST /api/pull`` of a model the backend already serves succeeds at once (there is nothing to
-download), streamed as Ollama does (NDJSON ending in ``{"status":"success"}``) or as one object;
-a model the backend does not serve is a 404 that says where models come from. ``push`` and
+download), streamed as Ollama does (NDJSON ending in ``{"status":"success"}``) or as one object.
+A model no backend serves is downloaded by the first backend that can (LM Studio: ``downloads``),
+streamed as Ollama's pull lines (``pulling manifest``, progress, ``success``) or, with ``stream:
+false``, answered once when it is done; a client that goes away does not stop the download. Where
+no backend can download, a 400 names each and says what to do instead. ``push`` and
 ``blobs`` would move model files, which only the backend holds: they are refused with a 400 that
 says so, never a silent success.
 
@@ -13,7 +16,8 @@ the shim's own is refused with a 400 saying why. Every check runs before the fir
 so a refusal is a plain 400, and a create streams Ollama's status lines ending in ``success``.
 
 May import: aiohttp.web, msgspec, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.errors``, ``ollama_shim.wire``,
-``ollama_shim.custom_models``, ``ollama_shim.translate.customise``.
+``ollama_shim.custom_models``, ``ollama_shim.translate.customise``, ``ollama_shim.translate.pull``,
+``ollama_shim.downloads``.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from .. import downloads
 from ..custom_models import CustomModels
-from ..errors import BadRequest, ModelNotFound
+from ..errors import BadRequest, ModelNotFound, ShimError
 from ..translate.customise import CustomModel, checked_custom_model, model_key
+from ..translate.pull import MANIFEST
 from ..wire.ollama import RequestMessage, StatusResponse
 from .http import NdjsonStream, json_response, read_body
 from .state import state_of
@@ -50,13 +56,34 @@ async def pull(request: web.Request) -> web.StreamResponse:
     try:
         await state.registry.resolve(requested)
     except ModelNotFound:
-        backends = ", ".join(b.root for b in state.settings.backends)
-        raise ModelNotFound(requested).with_hint(f"ollama-shim cannot download models; load it in {backends}") from None
+        return await _download(request, requested, req.stream)
     done = StatusResponse(status="success")
     if req.stream is False:
         return json_response(done)
     out = NdjsonStream(request)
     await out.write(done)
+    return await out.finish()
+
+
+async def _download(request: web.Request, requested: str, stream: bool | None) -> web.StreamResponse:
+    """A model no backend serves: downloaded by the first backend that can, its progress as Ollama's lines."""
+    state = state_of(request)
+    source, calls = downloads.downloader(state.registry, requested)
+    calls.start_body(requested)  # a name the backend cannot take: a 400 before any line
+    if stream is False:
+        job = await downloads.start(state.upstream, source, calls, requested)
+        last = MANIFEST
+        async for line in downloads.follow(state.upstream, state.registry, source, calls, requested, job):
+            last = line
+        return json_response(last)
+    out = NdjsonStream(request)
+    await out.write(MANIFEST)
+    try:
+        job = await downloads.start(state.upstream, source, calls, requested)
+        async for line in downloads.follow(state.upstream, state.registry, source, calls, requested, job):
+            await out.write(line)
+    except ShimError as exc:  # after the first line an error is the last line, on a 200 (as Ollama)
+        await out.write_error(exc.message, exc.status)
     return await out.finish()
 
 

@@ -4,7 +4,8 @@ Custom models (``custom_models``) are listed beside the backend's, in ``/api/ps`
 backend model is loaded; ``/api/show`` of one is its backend model's answer with its own layers.
 
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate.catalog``,
-``ollama_shim.errors``, ``ollama_shim.wire``, ``ollama_shim.custom_models``, ``ollama_shim.translate.customise``.
+``ollama_shim.errors``, ``ollama_shim.wire``, ``ollama_shim.custom_models``, ``ollama_shim.translate.customise``,
+``ollama_shim.idle_unload``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from ..custom_models import CustomModels
 from ..errors import BadRequest, ModelNotFound
+from ..idle_unload import unloader_of
 from ..translate import catalog
 from ..translate.customise import show_response
 from ..translate.names import DEFAULT_TAG, split_tag
@@ -56,6 +58,7 @@ async def ps(request: web.Request) -> web.Response:
     state = state_of(request)
     running = await state.registry.running()
     now = time.time_ns()
-    models = [catalog.to_ps_model(m.record, m.backend.root, now) for m in running]
+    unloader = unloader_of(request.app)
+    models = [catalog.to_ps_model(m.record, m.backend.root, now, expires_ns=unloader.expires_ns(m)) for m in running]
     models += await CustomModels.of(request.app, state.settings).ps(running, now)
     return json_response(ow.PsResponse(models=models))

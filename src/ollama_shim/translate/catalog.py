@@ -555,14 +555,15 @@ def to_tags_model(record: ModelRecord, backend_root: str) -> ow.TagsModel:
     )
 
 
-def to_ps_model(record: ModelRecord, backend_root: str, now_ns: int) -> ow.PsModel:
+def to_ps_model(record: ModelRecord, backend_root: str, now_ns: int, *, expires_ns: int | None = None) -> ow.PsModel:
+    """``expires_ns``: when the model is unloaded if idle; None where that is not known (shown far ahead)."""
     return ow.PsModel(
         name=record.name,
         model=record.name,
         size=record.size,
         digest=digest_of(record, backend_root),
         details=details_of(record),
-        expires_at=local_timestamp(now_ns + _FOREVER_NS),
+        expires_at=local_timestamp(now_ns + _FOREVER_NS if expires_ns is None else expires_ns),
         size_vram=0,  # not reported by OpenAI-compatible backends
         context_length=record.context_length or 0,
     )

@@ -144,3 +144,26 @@ class ModelLoadRequest(msgspec.Struct):
 
 class LMStudioUnloadRequest(msgspec.Struct):
     instance_id: str
+
+
+class LMStudioDownloadRequest(msgspec.Struct, omit_defaults=True):
+    """LM Studio ``POST /api/v1/models/download``: a catalog id or an exact Hugging Face URL."""
+
+    model: str
+    quantization: str | None = None  # Hugging Face links only
+
+
+class LMStudioDownloadJob(msgspec.Struct):
+    """LM Studio's answer to a download, and its ``/api/v1/models/download/status/:job_id``."""
+
+    status: str = ""  # "downloading" | "paused" | "completed" | "failed" | "already_downloaded"
+    job_id: str | None = None  # absent for "already_downloaded"
+    total_size_bytes: int | None = None
+    downloaded_bytes: int | None = None
+
+
+class LMStudioLoadRequest(msgspec.Struct, omit_defaults=True):
+    """LM Studio ``POST /api/v1/models/load`` at a context length."""
+
+    model: str
+    context_length: int | None = None

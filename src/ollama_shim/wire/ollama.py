@@ -248,3 +248,12 @@ class ErrorResponse(msgspec.Struct):
 
 class StatusResponse(msgspec.Struct):
     status: str
+
+
+class ProgressResponse(msgspec.Struct, omit_defaults=True):
+    """One line of ``/api/pull``'s stream: a status, with a blob's digest and byte counts while it downloads."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
