@@ -172,6 +172,7 @@ WIRED = [
         ({"XDG_DATA_HOME": "/xdg", "HOME": "/home/u"}, "/xdg/ollama-shim"),
         ({"HOME": "/home/u"}, "/home/u/.local/share/ollama-shim"),
         ({"XDG_DATA_HOME": "", "HOME": "/home/u"}, "/home/u/.local/share/ollama-shim"),
+        ({}, ""),  # nowhere to put it: kept in memory, never in the working directory
     ],
 )
 def test_data_dir_defaults_to_the_xdg_data_home(environ: dict[str, str], expected: str) -> None:

@@ -40,6 +40,17 @@ def test_open_creates_the_directory_the_file_and_the_tables(tmp_path: Path) -> N
     assert (tmp_path / "new" / "dir" / DB_FILE).is_file()
 
 
+def test_without_a_data_directory_the_store_is_in_memory_and_writes_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = Store("", (NOTES_V1,)).open()
+    store.run_blocking(lambda c: c.execute("INSERT INTO notes VALUES ('a', 'b')"))
+    assert store.run_blocking(lambda c: c.execute("SELECT count(*) FROM notes").fetchone()[0]) == 1
+    store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
     _open(tmp_path, NOTES_V1).close()
     with sqlite3.connect(tmp_path / DB_FILE) as raw:

@@ -81,6 +81,9 @@ async def start(settings: Settings, *, reuse_port: bool = False,
     warning = exposure_warning(settings)
     if warning:
         log.warning("%s", warning)
+    if not settings.data_dir:
+        log.warning("no data directory (no --data-dir, XDG_DATA_HOME or HOME): custom models and what was "
+                    "learned about models are kept in memory only")
     return runner
 
 

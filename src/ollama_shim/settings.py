@@ -322,9 +322,13 @@ def _keep_alive(option: Option, value: Any) -> float:
 
 
 def default_data_dir(environ: Mapping[str, str]) -> str:
-    """``$XDG_DATA_HOME/ollama-shim``, else ``~/.local/share/ollama-shim`` (from ``HOME``)."""
-    base = environ.get("XDG_DATA_HOME") or posixpath.join(environ.get("HOME") or ".", ".local", "share")
-    return posixpath.join(base, "ollama-shim")
+    """``$XDG_DATA_HOME/ollama-shim``, else ``~/.local/share/ollama-shim`` (from ``HOME``); "" when
+    neither is set: the shim then keeps its data in memory, never in the working directory."""
+    if environ.get("XDG_DATA_HOME"):
+        return posixpath.join(environ["XDG_DATA_HOME"], "ollama-shim")
+    if environ.get("HOME"):
+        return posixpath.join(environ["HOME"], ".local", "share", "ollama-shim")
+    return ""
 
 
 def _passthrough(option: Option, value: Any) -> tuple[str, ...]:

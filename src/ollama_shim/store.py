@@ -40,6 +40,7 @@ from .errors import ShimError
 T = TypeVar("T")
 
 DB_FILE = "ollama-shim.db"
+IN_MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's write to finish
 WRITE_RETRY_S = 0.005  # between two attempts to take the write lock
 
@@ -75,7 +76,8 @@ class Store:
 
     def __init__(self, data_dir: str, schemas: Sequence[Schema]) -> None:
         self.data_dir = data_dir
-        self.path = os.path.join(data_dir, DB_FILE)
+        # No data directory (no HOME to put it in): the process keeps its data in memory only.
+        self.path = os.path.join(data_dir, DB_FILE) if data_dir else IN_MEMORY
         self.schemas = tuple(schemas)
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -83,7 +85,8 @@ class Store:
     def open(self) -> Store:
         """Create the directory and database as needed, check it, and migrate it; blocking."""
         try:
-            os.makedirs(self.data_dir, exist_ok=True)
+            if self.data_dir:
+                os.makedirs(self.data_dir, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the data directory {self.data_dir}: {exc.strerror or exc}") from None
         try:
@@ -154,7 +157,7 @@ class Store:
         connection = self._connection
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
+        if str(mode).lower() != "wal" and self.path != IN_MEMORY:  # a database in memory has no journal file
             raise sqlite3.OperationalError(f"cannot switch to WAL mode (it stays {mode!r})")
         connection.execute("PRAGMA synchronous = NORMAL")  # in WAL mode a commit survives a killed process
         check = connection.execute("PRAGMA quick_check").fetchone()[0]
