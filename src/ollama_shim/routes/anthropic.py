@@ -133,14 +133,13 @@ async def _llamacpp_count(state: AppState, resolved: Resolved, req: am.CountToke
     None when this llama-server has no ``/apply-template``."""
     full = am.MessagesRequest(**msgspec.structs.asdict(req), max_tokens=1)
     plan = messages_request_to_openai(full, resolved.record.upstream_id, resolved.dialect)
-    model = resolved.record.upstream_id
 
-    async def attempt() -> int:
+    async def attempt(on: Resolved) -> int:
         rendered = await state.upstream.post_json(
-            resolved.backend, "/apply-template", encode(plan.request), am.ApplyTemplateAnswer
+            on.backend, "/apply-template", relay.aimed(encode(plan.request), resolved, on), am.ApplyTemplateAnswer
         )
-        tokenize = am.TokenizeRequest(content=rendered.prompt, model=model)
-        answer = await state.upstream.post_json(resolved.backend, "/tokenize", encode(tokenize), am.TokenizeAnswer)
+        tokenize = am.TokenizeRequest(content=rendered.prompt, model=on.record.upstream_id)
+        answer = await state.upstream.post_json(on.backend, "/tokenize", encode(tokenize), am.TokenizeAnswer)
         return len(answer.tokens)
 
     try:
