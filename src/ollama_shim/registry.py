@@ -5,7 +5,9 @@ read) is asked concurrently. A backend that fails keeps its last known models in
 none of them counts as running; only when no backend has ever answered does a listing fail.
 A name several backends of one replica group (``Backend.group``) serve is one model with several
 replicas: it resolves to the first backend's (whose record answers ``/api/show`` and friends),
-carrying every replica in ``Resolved.replicas``; which one serves a request is the router's choice
+carrying every replica in ``Resolved.replicas`` (in a named group, also the members whose model list
+cannot be read now, so that a member that is down at start is tried, marked down and probed like
+any replica); which one serves a request is the router's choice
 (``routing.Router``, ``self.router``). A name that is not found triggers one refresh before the
 404 (a model loaded a second ago).
 
@@ -70,16 +72,21 @@ class _Snapshot:
     taken_at: float
 
 
-def _index(models: tuple[Resolved, ...]) -> dict[str, Resolved]:
+def _index(models: tuple[Resolved, ...], backends: tuple[LiveBackend, ...]) -> dict[str, Resolved]:
     """Each name and id -> its model, with the replicas of its group (in backend order; the first
-    listed is the one resolved)."""
+    listed is the one resolved). A member of a named group whose model list cannot be read now is a
+    replica of the group's models too (under the first member's id): the group serves the same models."""
     same: dict[tuple[str, str], list[Resolved]] = {}
     for model in models:
         same.setdefault((model.source.settings.group, model.record.name.lower()), []).append(model)
+    unread = [b for b in backends if b.settings.group and not b.answering]
     by_key: dict[str, Resolved] = {}
-    for group in same.values():
-        first = group[0] if len(group) == 1 else dataclasses.replace(group[0], replicas=tuple(group))
-        for model in group:
+    for (group, _), replicas in same.items():
+        listed = {id(r.source) for r in replicas}
+        replicas += [Resolved(replicas[0].record, b) for b in unread if b.settings.group == group
+                     and id(b) not in listed]
+        first = replicas[0] if len(replicas) == 1 else dataclasses.replace(replicas[0], replicas=tuple(replicas))
+        for model in replicas:
             for key in (model.record.name.lower(), model.record.upstream_id.lower()):
                 by_key.setdefault(key, first)  # the first group listed wins a name two groups serve
     return by_key
@@ -154,5 +161,5 @@ class Registry:
         if len(failures) == len(self.backends) and not any(b.ever_answered for b in self.backends):
             raise failures[0][1]
         models = tuple(Resolved(rec, b) for b in self.backends for rec in b.records)
-        self._snapshot = _Snapshot(models, _index(models), self._clock())
+        self._snapshot = _Snapshot(models, _index(models, self.backends), self._clock())
         return self._snapshot

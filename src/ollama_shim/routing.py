@@ -74,9 +74,10 @@ class _Head(msgspec.Struct):
 
     model: str = ""
     messages: list[msgspec.Raw] | None = None  # chat completions, Anthropic messages
-    prompt: msgspec.Raw | None = None  # completions
-    input: msgspec.Raw | None = None  # responses
-    system: msgspec.Raw | None = None  # Anthropic's system prompt, outside the messages
+    # Empty when absent (a Raw cannot be in a union with None).
+    prompt: msgspec.Raw = msgspec.Raw()  # completions
+    input: msgspec.Raw = msgspec.Raw()  # responses
+    system: msgspec.Raw = msgspec.Raw()  # Anthropic's system prompt, outside the messages
 
 
 _HEAD = msgspec.json.Decoder(_Head)
@@ -89,13 +90,11 @@ def affinity_key(body: bytes, messages: int, size: int) -> bytes | None:
         head = _HEAD.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
-    parts = [bytes(head.system)] if head.system is not None else []
+    parts = [bytes(head.system)]
     if head.messages is not None:
         parts.extend(bytes(m) for m in head.messages[:messages])
-    elif head.prompt is not None:
-        parts.append(bytes(head.prompt))
-    elif head.input is not None:
-        parts.append(bytes(head.input))
+    elif head.prompt or head.input:
+        parts.append(bytes(head.prompt or head.input))
     else:
         return None
     start = b"\n".join(parts)[:size]

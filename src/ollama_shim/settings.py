@@ -427,7 +427,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("backend_max_queue", _strings, "requests that may wait for the backend of the same position once "
            "it is at max_concurrent (default 64)", repeat=True),
     Option("affinity", _switch, "send conversations that start the same to the same replica (prompt cache)",
-           "routing.affinity"),
+           "routing.affinity", bare=True),
     Option("affinity_messages", _at_least_one, "affinity: how many first messages make a conversation's key",
            "routing.affinity_messages"),
     Option("affinity_bytes", _at_least_one, "affinity: how many bytes of those messages (or of a prompt) count",
