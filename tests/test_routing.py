@@ -339,10 +339,19 @@ async def test_refused_replica_then_probed_back() -> None:
         first.script(Fault("status", status=503, message="overloaded"))
         assert (await chat(url))[0] == 200
         assert len(second.calls) == 1
+        assert await _replica_up(url, first.url) == 0.0  # /metrics says so while it is down
         listings = first.model_listings
         await _until(lambda: first.model_listings > listings)  # probed after its back-off
         # Up again: the preferred replica gets the next request.
         await _until_served_by(url, first)
+        assert await _replica_up(url, first.url) == 1.0
+
+
+async def _replica_up(url: str, backend: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
+        text = await resp.text()
+    line = next(line for line in text.splitlines() if line.startswith(f'ollama_shim_replica_up{{backend="{backend}"}}'))
+    return float(line.split()[-1])
 
 
 async def _until_served_by(url: str, up: FaultUpstream, deadline: float = 10.0) -> None:
