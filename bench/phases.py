@@ -178,3 +178,32 @@ def workers(rig: Rig, concurrency: int = 64) -> dict[str, Any]:
     finally:
         for target in targets:
             rig.procs.stop_pid(target.pid)
+
+
+def replicas(rig: Rig, count: int = 3) -> dict[str, Any]:
+    """What routing over replicas costs: the same chat through a shim over ``count`` scripted upstreams
+    that all list the same models (so each request picks one) next to the shim over one, in the same
+    rounds: non-streaming at c=1 (added latency) and at c=32 (CPU per request)."""
+    ports = [rig.upstream_port]
+    for _ in range(count - 1):
+        port = free_port()
+        rig.procs.server([sys.executable, str(BENCH / "upstream.py"), "--port", str(port)], port, "/v1/models")
+        ports.append(port)
+    port = free_port()
+    backends = [arg for up in ports for arg in ("--backend", f"http://127.0.0.1:{up}", "--backend-kind", "generic")]
+    argv = [*SHIM[:SHIM.index("--backend-kind")], *SHIM[SHIM.index("--backend-kind") + 2:], *backends,
+            "--listen", f"127.0.0.1:{port}"]
+    routed = rig.start(f"shim over {count} replicas", argv, port)
+    targets = [rig.shim, routed]
+    c1 = rounds(rig, targets, lambda t: {**t.chat_job(stream=False, chunks=CHUNKS), "concurrency": 1, "requests": 300})
+    c32 = rounds(rig, targets, lambda t: {**t.chat_job(stream=False, chunks=CHUNKS), "concurrency": 32,
+                                           "seconds": rig.seconds})
+    pairs = list(zip(c1[routed.name]["rounds"], c1[rig.shim.name]["rounds"], strict=True))
+    return {
+        "replicas": count,
+        "c1": c1,
+        "c32": c32,
+        "added_p50_ms": statistics.median(a["p50"] - b["p50"] for a, b in pairs),
+        "cpu_per_req_ms": c32[routed.name]["median"]["cpu_per_req_ms"],
+        "cpu_per_req_ms_one": c32[rig.shim.name]["median"]["cpu_per_req_ms"],
+    }

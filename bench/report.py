@@ -78,6 +78,14 @@ def _targets(r: dict[str, Any]) -> list[str]:
         ("/api/tags latency p50, cache warm, c=32 (ms)", tags["shim"]["median"]["p50"],
          f"backend /v1/models {_f(tags['direct /v1/models']['median']['p50'])}", None),
     ]
+    if "replicas" in r:  # runs before it had no such phase
+        rep = r["replicas"]
+        rows += [
+            (f"Routing over {rep['replicas']} replicas: added latency p50, non-streaming chat, c=1 (ms)",
+             rep["added_p50_ms"], "vs the shim over 1 backend", None),
+            (f"Routing over {rep['replicas']} replicas: CPU per non-streaming request, c=32 (ms)",
+             rep["cpu_per_req_ms"], f"1 backend {_f(rep['cpu_per_req_ms_one'], 3)}", None),
+        ]
     out = ["| figure | shim | baseline (same run) | target | verdict |", "|---|---|---|---|---|"]
     for name, value, baseline, limit in rows:
         target = "" if limit is None else f"<= {limit:g}"

@@ -5,7 +5,9 @@ Starts the scripted upstream, the shim, the minimal relay and two load generator
 ``.cache/bench/results.json`` and writes the report with ``report.py``. Every process started is
 stopped on the way out, also on failure.
 
-Usage: ``python bench/run.py [--reps N] [--seconds S] [--out DIR]``.
+Usage: ``python bench/run.py [--reps N] [--seconds S] [--out DIR] [--only PHASE]``. With ``--only`` just
+that phase runs; its figures replace that phase's in ``results.json`` and are printed, and the report is
+written again only when the file holds every phase.
 
 May import: stdlib, and the modules of this folder.
 """
@@ -61,12 +63,34 @@ def _timed(name: str, results: dict[str, Any], run: Any, *args: Any) -> None:
     print(f"{name}: {time.perf_counter() - started:.1f} s", flush=True)
 
 
+RAW = BENCH.parent / ".cache" / "bench" / "results.json"
+ONLY = {"replicas": phases.replicas, "latency": phases.latency_c1, "tags": phases.tags}
+
+
+def only(name: str, args: argparse.Namespace) -> int:
+    """One phase, merged into the last full run's figures (if any); the report only if they are whole."""
+    results: dict[str, Any] = json.loads(RAW.read_text()) if RAW.exists() else {}
+    with Procs() as procs:
+        rig = build_rig(procs, args.reps, args.seconds)
+        _timed(name, results, ONLY[name], rig)
+    print(json.dumps({k: v for k, v in results[name].items() if not isinstance(v, dict)}, indent=1))
+    RAW.parent.mkdir(parents=True, exist_ok=True)
+    RAW.write_text(json.dumps(results, indent=1))
+    if "workers" in results and "machine" in results:
+        report.write(results, args.out)
+        print(f"wrote {args.out / 'benchmarks.md'}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="ollama-shim benchmark")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement (medians reported)")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each timed load cell")
     parser.add_argument("--out", type=Path, default=BENCH.parent / "docs")
+    parser.add_argument("--only", choices=sorted(ONLY), help="run this phase alone, into the last results")
     args = parser.parse_args()
+    if args.only:
+        return only(args.only, args)
     started = time.perf_counter()
     results: dict[str, Any] = {"machine": machine(), "settings": {"reps": args.reps, "seconds": args.seconds,
                                                                     "chunks": phases.CHUNKS}}
@@ -84,10 +108,10 @@ def main() -> int:
             _timed("peer", results, peer.compare, rig, python)
         _timed("slow_streams", results, phases.slow_streams, rig)
         _timed("workers", results, phases.workers, rig)
+        _timed("replicas", results, phases.replicas, rig)
     results["duration_s"] = time.perf_counter() - started
-    raw = BENCH.parent / ".cache" / "bench" / "results.json"
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_text(json.dumps(results, indent=1))
+    RAW.parent.mkdir(parents=True, exist_ok=True)
+    RAW.write_text(json.dumps(results, indent=1))
     report.write(results, args.out)
     print(f"wrote {args.out / 'benchmarks.md'} and benchmarks.png in {results['duration_s']:.0f} s")
     return 0

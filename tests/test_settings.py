@@ -339,3 +339,45 @@ def test_bad_models_tables_are_one_line_errors(tmp_path: Path, table: str, error
         load_settings(["--config", str(cfg)], {})
     assert error in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_replica_options_of_backends_tables(tmp_path: Path) -> None:
+    cfg = tmp_path / "shim.toml"
+    cfg.write_text('affinity = true\nreplica_backoff = 2\n'
+                   '[[backends]]\nurl = "http://a:1"\ngroup = "team"\nmax_concurrent = 4\nmax_queue = 8\n'
+                   '[[backends]]\nurl = "http://b:1"\ngroup = "team"\n'
+                   '[[backends]]\nurl = "https://cloud.test/v1"\nkind = "openai"\nkey = "k"\npriority = -1\n')
+    s = load_settings(["--config", str(cfg)], {})
+    assert s.backends == (
+        Backend("http://a:1", group="team", max_concurrent=4, max_queue=8),
+        Backend("http://b:1", group="team"),
+        Backend("https://cloud.test", "k", "openai", priority=-1),
+    )
+    assert s.routing.affinity is True and s.routing.backoff == 2
+
+
+def test_replica_options_by_position() -> None:
+    s = load_settings(["--backend", "http://a:1", "--backend", "http://b:1", "--backend-priority", "",
+                       "--backend-priority", "-2", "--backend-max-concurrent", "3", "--affinity"], {})
+    assert [(b.priority, b.max_concurrent) for b in s.backends] == [(0, 3), (-2, 0)]
+    assert s.routing.affinity is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "toml", "message"),
+    [
+        (["--backend", "http://a", "--backend-max-concurrent", "-1"], "", "must not be negative"),
+        (["--backend", "http://a", "--backend-max-queue", "many"], "", "not a whole number"),
+        (["--backend", "http://a", "--backend-group", "x", "--backend-group", "y"], "", "more --backend-key"),
+        ([], '[[backends]]\nurl = "http://a"\nmax_concurent = 2\n', "unknown key 'max_concurent'"),
+        ([], '[[backends]]\nurl = "http://a"\npriority = "high"\n', "not a whole number"),
+        (["--replica-backoff", "-1"], "", "must not be negative"),
+    ],
+)
+def test_bad_replica_options(tmp_path: Path, argv: list[str], toml: str, message: str) -> None:
+    if toml:
+        cfg = tmp_path / "shim.toml"
+        cfg.write_text(toml)
+        argv = [*argv, "--config", str(cfg)]
+    with pytest.raises(SettingsError, match=message):
+        load_settings(argv, {})

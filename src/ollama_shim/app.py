@@ -181,4 +181,5 @@ async def upstream_session(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app[STATE].registry.router.close()  # its probes use the session
         await upstream.close()

@@ -13,6 +13,9 @@ once (llama.cpp answers ``/props``, LM Studio its REST ``/api/v1/models``, vLLM 
   where not, what a user does instead. A kind missing from ``NATIVE`` is plain: its catalog is
   ``/v1/models`` as listed, and it cannot be asked to load, unload or download anything.
 
+Its ``health`` is what the router (``routing``) knows of it as a replica: requests in flight and
+waiting, and whether it is down (after a failed request) until a background probe finds it back.
+
 A single llama-server does not say in ``/props`` whether it serves embeddings: its
 ``/v1/embeddings`` is asked once per model with a one-word input (200: yes; 501 or another 4xx:
 no; anything else: ask again on the next read), and the answer is remembered.
@@ -26,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import msgspec
@@ -103,8 +107,27 @@ class KindBehaviour:
     shim_keeps_alive: bool = False
 
 
+@dataclass
+class Health:
+    """A backend as a replica: its load now, and whether (and why, until when) it is down.
+
+    ``down_until`` is a monotonic time; None while it is up. A down backend gets traffic again
+    only once a probe found it back (``routing.Router``), or when no replica is up at all.
+    """
+
+    in_flight: int = 0  # requests sent to it and not finished
+    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)  # requests queued for a place
+    down_until: float | None = None
+    failures: int = 0  # failures in a row, for the back-off
+    reason: str = ""  # why it was last marked down
+
+    @property
+    def down(self) -> bool:
+        return self.down_until is not None
+
+
 class LiveBackend:
-    """One configured backend: settings, kind (learned once for ``auto``), last catalog."""
+    """One configured backend: settings, kind (learned once for ``auto``), last catalog, health."""
 
     def __init__(self, settings: Backend, upstream: Upstream, memory: ModelMemory | None = None) -> None:
         self.settings = settings
@@ -114,6 +137,7 @@ class LiveBackend:
         self.records: tuple[ModelRecord, ...] = ()  # its models as last read; kept while it is down
         self.ever_answered = False
         self.failure: UpstreamError | None = None  # why its last catalog read failed, if it did
+        self.health = Health()
 
     def __repr__(self) -> str:
         return f"LiveBackend({self.settings!r}, kind={self.kind!r})"

@@ -24,6 +24,7 @@ requests about the shim itself (``QUIET_PATHS``), which the Prometheus series co
     ollama_shim_streams_in_flight                                 gauge (summed over live workers)
     ollama_shim_upstream_errors_total{kind,backend}               counter (UpstreamStatus/Timeout/...)
     ollama_shim_backend_up{backend}                               gauge, 1/0 from the last catalog read
+    ollama_shim_replica_up{backend}                               gauge, 0 while the router has it down
 
 Label values are bounded: ``model`` is the catalog's name of a resolved model (never the text a
 client sent), ``endpoint`` the route's pattern (``endpoint_label``).
@@ -225,6 +226,9 @@ class Metrics:
                                        ("kind", "backend"), registry=own)
         self.backend_up = Gauge("ollama_shim_backend_up", "1 if the backend's last model list was read, else 0",
                                 ("backend",), registry=own, multiprocess_mode="livemostrecent")
+        self.replica_up = Gauge("ollama_shim_replica_up",
+                                "0 while a request failed on the backend and it has not been probed back, else 1",
+                                ("backend",), registry=own, multiprocess_mode="livemin")
         if multiprocess_dir:
             MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
         # The status page's figures, this process only.
@@ -296,6 +300,9 @@ class Metrics:
 
     def set_backend_up(self, backend: str, up: bool) -> None:
         self.backend_up.labels(backend).set(1 if up else 0)
+
+    def set_replica_up(self, backend: str, up: bool) -> None:
+        self.replica_up.labels(backend).set(1 if up else 0)
 
     def exposition(self) -> bytes:
         """Every series in Prometheus's text format (all workers' in multiprocess mode)."""

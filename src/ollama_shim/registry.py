@@ -3,20 +3,27 @@
 On a refresh each backend (a ``backends.LiveBackend``, which knows how its kind's catalog is
 read) is asked concurrently. A backend that fails keeps its last known models in the list, but
 none of them counts as running; only when no backend has ever answered does a listing fail.
-The first backend listed wins a name several serve. A name that is not found triggers one
-refresh before the 404 (a model loaded a second ago).
+A name several backends of one replica group (``Backend.group``) serve is one model with several
+replicas: it resolves to the first backend's (whose record answers ``/api/show`` and friends),
+carrying every replica in ``Resolved.replicas`` (in a named group, also the members whose model list
+cannot be read now, so that a member that is down at start is tried, marked down and probed like
+any replica); which one serves a request is the router's choice
+(``routing.Router``, ``self.router``). A name that is not found triggers one refresh before the
+404 (a model loaded a second ago).
 
 What is learned about each model is kept in one ``ModelMemory`` shared by the backends (in-process
 unless another is given), so a model's size, digest, details, capabilities and ``modified_at`` stay
 as they were once learned, whether it is loaded, unloaded, or its backend is down.
 
-May import: stdlib, ``ollama_shim.backends``, ``ollama_shim.model_memory``, ``ollama_shim.upstream``,
-``ollama_shim.settings``, ``ollama_shim.dialect``, ``ollama_shim.errors``, ``ollama_shim.translate``.
+May import: stdlib, ``ollama_shim.backends``, ``ollama_shim.routing``, ``ollama_shim.model_memory``,
+``ollama_shim.upstream``, ``ollama_shim.settings``, ``ollama_shim.dialect``, ``ollama_shim.errors``,
+``ollama_shim.translate``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +33,7 @@ from .backends import LiveBackend
 from .dialect import Dialect
 from .errors import ModelNotFound
 from .model_memory import InProcessMemory, ModelMemory
+from .routing import Router
 from .settings import Backend, Settings
 from .translate.catalog import ModelRecord
 from .translate.names import request_keys
@@ -36,10 +44,17 @@ log = logging.getLogger("ollama_shim.registry")
 
 @dataclass(frozen=True)
 class Resolved:
-    """A model bound to the backend that serves it, and so to the dialect its requests speak."""
+    """A model bound to the backend that serves it, and so to the dialect its requests speak;
+    with the same model on the other backends of its group, when there are some."""
 
     record: ModelRecord
     source: LiveBackend
+    replicas: tuple[Resolved, ...] = ()  # every backend's (this one first), when more than one
+
+    @property
+    def candidates(self) -> tuple[Resolved, ...]:
+        """Where a request for this model may go: every replica, or this one alone."""
+        return self.replicas or (self,)
 
     @property
     def backend(self) -> Backend:
@@ -57,11 +72,23 @@ class _Snapshot:
     taken_at: float
 
 
-def _index(models: tuple[Resolved, ...]) -> dict[str, Resolved]:
+def _index(models: tuple[Resolved, ...], backends: tuple[LiveBackend, ...]) -> dict[str, Resolved]:
+    """Each name and id -> its model, with the replicas of its group (in backend order; the first
+    listed is the one resolved). A member of a named group whose model list cannot be read now is a
+    replica of the group's models too (under the first member's id): the group serves the same models."""
+    same: dict[tuple[str, str], list[Resolved]] = {}
+    for model in models:
+        same.setdefault((model.source.settings.group, model.record.name.lower()), []).append(model)
+    unread = [b for b in backends if b.settings.group and not b.answering]
     by_key: dict[str, Resolved] = {}
-    for model in models:  # the first backend listed wins a name both serve
-        for key in (model.record.name.lower(), model.record.upstream_id.lower()):
-            by_key.setdefault(key, model)
+    for (group, _), replicas in same.items():
+        listed = {id(r.source) for r in replicas}
+        replicas += [Resolved(replicas[0].record, b) for b in unread if b.settings.group == group
+                     and id(b) not in listed]
+        first = replicas[0] if len(replicas) == 1 else dataclasses.replace(replicas[0], replicas=tuple(replicas))
+        for model in replicas:
+            for key in (model.record.name.lower(), model.record.upstream_id.lower()):
+                by_key.setdefault(key, first)  # the first group listed wins a name two groups serve
     return by_key
 
 
@@ -80,6 +107,7 @@ class Registry:
         self._wallclock = wallclock  # a model's first-seen time, its "modified" time if its backend gives none
         self.memory: ModelMemory = memory if memory is not None else InProcessMemory()
         self.backends = tuple(LiveBackend(b, upstream, self.memory) for b in settings.backends)
+        self.router = Router(settings.routing, upstream, queue_wait=settings.timeouts.first_byte)
         self._snapshot: _Snapshot | None = None
         self._refreshing: asyncio.Task[_Snapshot] | None = None
 
@@ -133,5 +161,5 @@ class Registry:
         if len(failures) == len(self.backends) and not any(b.ever_answered for b in self.backends):
             raise failures[0][1]
         models = tuple(Resolved(rec, b) for b in self.backends for rec in b.records)
-        self._snapshot = _Snapshot(models, _index(models), self._clock())
+        self._snapshot = _Snapshot(models, _index(models, self.backends), self._clock())
         return self._snapshot

@@ -55,6 +55,13 @@ class Backend:
     root: str
     key: str | None = None
     kind: str = "auto"
+    # Backends of one group serve the same models: a model is replicated only within its group
+    # ("" is the group of every backend that names none).
+    group: str = ""
+    # Higher is preferred: a backend is used only when every replica of higher priority is down.
+    priority: int = 0
+    max_concurrent: int = 0  # requests sent to it at once; 0: no cap
+    max_queue: int = 64  # requests that may wait for a free place once max_concurrent are running
 
     @property
     def api(self) -> str:
@@ -62,6 +69,18 @@ class Backend:
 
     def __repr__(self) -> str:  # never print a key
         return f"Backend(root={self.root!r}, kind={self.kind!r}, key={'***' if self.key else None})"
+
+
+@dataclass(frozen=True)
+class Routing:
+    """How a request picks one of a model's replicas (``routing``)."""
+
+    # Send requests whose conversation starts the same to the same replica (its prompt cache).
+    affinity: bool = False
+    affinity_messages: int = 2  # the first N messages make the conversation's key ...
+    affinity_bytes: int = 4096  # ... cut to their first K bytes (a prompt: its first K bytes)
+    backoff: float = 1.0  # seconds a failed replica is left alone before it is probed
+    backoff_max: float = 60.0  # the back-off doubles with each failure in a row, up to this
 
 
 @dataclass(frozen=True)
@@ -122,6 +141,7 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     connections: Connections = field(default_factory=Connections)
+    routing: Routing = field(default_factory=Routing)
     passthrough: tuple[str, ...] = DEFAULT_PASSTHROUGH
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
@@ -208,18 +228,52 @@ def normalize_backend_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def _backends(urls: Sequence[str], keys: Sequence[str], kinds: Sequence[str]) -> tuple[Backend, ...]:
-    if len(keys) > len(urls) or len(kinds) > len(urls):
-        raise SettingsError("more --backend-key/--backend-kind values than --backend URLs")
-    out = []
-    for i, url in enumerate(urls):
-        kind = kinds[i] if i < len(kinds) else "auto"
+# Per-backend values given by position (``--backend-priority`` goes with the ``--backend`` of the
+# same position), each checked by its function: (option name, Backend field).
+_PER_BACKEND = (
+    ("backend_key", "key"),
+    ("backend_kind", "kind"),
+    ("backend_group", "group"),
+    ("backend_priority", "priority"),
+    ("backend_max_concurrent", "max_concurrent"),
+    ("backend_max_queue", "max_queue"),
+)
+
+
+def _backend_value(name: str, raw: str) -> Any:
+    """One per-backend value as given (a string) -> its type; "" means the default."""
+    if name == "backend_key":
+        return raw or None
+    if name == "backend_kind":
+        kind = raw or "auto"
         if kind not in BACKEND_KINDS:
             raise SettingsError(f"invalid backend kind {kind!r}: expected one of {', '.join(BACKEND_KINDS)}")
-        key = keys[i] if i < len(keys) and keys[i] else None
-        out.append(Backend(normalize_backend_url(url), key, kind))
-    return tuple(out)
+        return kind
+    if name == "backend_group":
+        return raw
+    flag = "--" + name.replace("_", "-")
+    try:
+        number = int(str(raw).strip())
+    except ValueError:
+        raise SettingsError(f"invalid value for {flag[2:]}: {raw!r} is not a whole number") from None
+    if number < 0 and name != "backend_priority":
+        raise SettingsError(f"invalid value for {flag[2:]}: must not be negative")
+    return number
 
+
+def _backends(urls: Sequence[str], per_backend: Mapping[str, Sequence[str]]) -> tuple[Backend, ...]:
+    if any(len(values) > len(urls) for values in per_backend.values()):
+        given = "/".join("--" + name.replace("_", "-") for name, _ in _PER_BACKEND)
+        raise SettingsError(f"more {given} values than --backend URLs")
+    out = []
+    for i, url in enumerate(urls):
+        fields: dict[str, Any] = {}
+        for name, attr in _PER_BACKEND:
+            values = per_backend.get(name, ())
+            if i < len(values) and (values[i] != "" or name == "backend_key"):
+                fields[attr] = _backend_value(name, values[i])
+        out.append(Backend(normalize_backend_url(url), **fields))
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------
@@ -385,6 +439,24 @@ OPTIONS: tuple[Option, ...] = (
     Option("backend_key", _strings, "bearer token for the backend of the same position, repeatable", repeat=True),
     Option("backend_kind", _strings, f"backend kind for the same position: {', '.join(BACKEND_KINDS)}",
            repeat=True),
+    Option("backend_group", _strings, "replica group of the backend of the same position (default: one group)",
+           repeat=True),
+    Option("backend_priority", _strings, "priority of the backend of the same position: a lower one is used only "
+           "when every higher one is down (default 0)", repeat=True),
+    Option("backend_max_concurrent", _strings, "requests sent at once to the backend of the same position "
+           "(default 0: no cap)", repeat=True),
+    Option("backend_max_queue", _strings, "requests that may wait for the backend of the same position once "
+           "it is at max_concurrent (default 64)", repeat=True),
+    Option("affinity", _switch, "send conversations that start the same to the same replica (prompt cache)",
+           "routing.affinity", bare=True),
+    Option("affinity_messages", _at_least_one, "affinity: how many first messages make a conversation's key",
+           "routing.affinity_messages"),
+    Option("affinity_bytes", _at_least_one, "affinity: how many bytes of those messages (or of a prompt) count",
+           "routing.affinity_bytes"),
+    Option("replica_backoff", _seconds, "seconds a failed replica gets no traffic before it is probed",
+           "routing.backoff"),
+    Option("replica_backoff_max", _seconds, "longest back-off of a replica that keeps failing",
+           "routing.backoff_max"),
     Option("config", _text, "TOML configuration file"),
     Option("log_level", _log_level, f"one of {', '.join(LOG_LEVELS)}", "log_level"),
     Option("log_format", _log_format, "log line format: text, or json (one object per line)",
@@ -499,9 +571,14 @@ def _from_file(path: str) -> dict[str, Any]:
         if key == "backends":
             if not isinstance(value, list) or not all(isinstance(b, dict) and "url" in b for b in value):
                 raise SettingsError(f"invalid config file {path}: 'backends' must be [[backends]] tables with url")
+            for table in value:
+                unknown = sorted(set(table) - _BACKEND_KEYS)
+                if unknown:
+                    raise SettingsError(f"invalid config file {path}: [[backends]] {table['url']!r}: "
+                                        f"unknown key {unknown[0]!r}")
             out["backend"] = [str(b["url"]) for b in value]
-            out["backend_key"] = [str(b.get("key", "")) for b in value]
-            out["backend_kind"] = [str(b.get("kind", "auto")) for b in value]
+            for name, attr in _PER_BACKEND:
+                out[name] = [str(b.get(attr, "")) for b in value]
             continue
         if key == "models":
             out["models"] = _configured_models(path, value)
@@ -513,6 +590,7 @@ def _from_file(path: str) -> dict[str, Any]:
     return out
 
 
+_BACKEND_KEYS = frozenset({"url", *(attr for _, attr in _PER_BACKEND)})
 _MODEL_KEYS = frozenset({"name", "from", "system", "parameters", "messages", "license"})
 
 
@@ -574,7 +652,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     raw.update(cli)
     values = {name: _BY_NAME[name].check(_BY_NAME[name], value) for name, value in raw.items()}
 
-    groups: dict[str, dict[str, Any]] = {"": {}, "timeouts": {}, "limits": {}, "connections": {}}
+    groups: dict[str, dict[str, Any]] = {"": {}, "timeouts": {}, "limits": {}, "connections": {}, "routing": {}}
     for option in OPTIONS:
         if option.target is not None and option.name in values:
             group, _, attr = option.target.rpartition(".")
@@ -585,12 +663,12 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         _DEFAULTS,
         host=host,
         port=port,
-        backends=_backends(values.get("backend") or [], values.get("backend_key", ()),
-                           values.get("backend_kind", ())),
+        backends=_backends(values.get("backend") or [], {name: values.get(name, ()) for name, _ in _PER_BACKEND}),
         origins=(*origins, *(o.strip() for o in values.get("origins", ()))),
         timeouts=Timeouts(**groups["timeouts"]),
         limits=Limits(**groups["limits"]),
         connections=Connections(**groups["connections"]),
+        routing=Routing(**groups["routing"]),
         data_dir=values.get("data_dir") or default_data_dir(environ),
         custom_models=custom_models,
         keep_alive=_ollama_keep_alive(values, environ),

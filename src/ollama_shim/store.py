@@ -90,9 +90,7 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot create the data directory {self.data_dir}: {exc.strerror or exc}") from None
         try:
-            self._connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                               check_same_thread=False)
-            self._prepare()
+            self._connect_and_prepare()
         except (sqlite3.Error, StoreError) as exc:
             self.close()
             if isinstance(exc, StoreError):
@@ -100,6 +98,23 @@ class Store:
             reason = " ".join(str(exc).split())  # one line, whatever SQLite's report looks like
             raise StoreError(f"cannot use the database {self.path}: {reason} (move it away to start afresh)") from None
         return self
+
+    def _connect_and_prepare(self) -> None:
+        """Connect, switch to WAL, check and migrate. Another process opening the same new database at
+        the same moment can make SQLite answer "locked" at once, without waiting (the switch to WAL
+        needs the file to itself): such a start is tried again until ``BUSY_TIMEOUT_MS`` is over."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            self._connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                               check_same_thread=False)
+            try:
+                self._prepare()
+                return
+            except sqlite3.OperationalError as exc:
+                self.close()
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.01)
 
     def close(self) -> None:
         with self._lock:
@@ -167,6 +182,11 @@ class Store:
             connection.execute(_VERSIONS)
             for schema in self.schemas:
                 _migrate(connection, schema, self.path)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _begin(connection: sqlite3.Connection, *, write: bool) -> bool:

@@ -145,12 +145,13 @@ async def _llamacpp_count(
     full = am.MessagesRequest(**msgspec.structs.asdict(req), max_tokens=1)
     chat = await off_loop(request, lambda: encode(
         messages_request_to_openai(full, resolved.record.upstream_id, resolved.dialect).request))
-    model = resolved.record.upstream_id
 
-    async def attempt() -> int:
-        rendered = await state.upstream.post_json(resolved.backend, "/apply-template", chat, am.ApplyTemplateAnswer)
-        tokenize = am.TokenizeRequest(content=rendered.prompt, model=model)
-        answer = await state.upstream.post_json(resolved.backend, "/tokenize", encode(tokenize), am.TokenizeAnswer)
+    async def attempt(on: Resolved) -> int:
+        rendered = await state.upstream.post_json(
+            on.backend, "/apply-template", relay.aimed(chat, resolved, on), am.ApplyTemplateAnswer
+        )
+        tokenize = am.TokenizeRequest(content=rendered.prompt, model=on.record.upstream_id)
+        answer = await state.upstream.post_json(on.backend, "/tokenize", encode(tokenize), am.TokenizeAnswer)
         return len(answer.tokens)
 
     try:

@@ -32,8 +32,9 @@ async def _resolve(request: web.Request, state: AppState, model: str) -> Resolve
 
 
 async def _embeddings(state: AppState, resolved: Resolved, body: bytes) -> EmbeddingsResponse:
-    async def attempt() -> EmbeddingsResponse:
-        return await state.upstream.post_json(resolved.backend, "/v1/embeddings", body, EmbeddingsResponse)
+    async def attempt(on: Resolved) -> EmbeddingsResponse:
+        return await state.upstream.post_json(on.backend, "/v1/embeddings", relay.aimed(body, resolved, on),
+                                              EmbeddingsResponse)
 
     return await relay.with_load_retry(state, resolved, attempt)
 

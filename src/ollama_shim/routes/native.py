@@ -131,28 +131,33 @@ async def forward_json(
     """POST ``body`` to the backend's ``path`` (with the client's query string) as ``resolved``'s
     model; stream the answer back with the client's model name. ``error_frame`` renders a failure
     after the answer began, as one last event-stream frame."""
-    backend = resolved.backend
-    sent = await off_loop(request, lambda: msgspec.json.encode({**body, "model": resolved.record.upstream_id}))
+    # A large body is encoded off the event loop, once, for the replica tried first.
+    first = await off_loop(request, lambda: msgspec.json.encode({**body, "model": resolved.record.upstream_id}))
     query = request.rel_url.raw_query_string
     path_qs = path + (f"?{query}" if query else "")
     headers = _headers(request, state)
     limits = state.settings.limits
-    renamer = ModelRenamer(resolved.record.upstream_id, client_model, max_line=limits.sse_line_bytes)
     async with contextlib.AsyncExitStack() as stack:
 
-        async def attempt() -> ClientResponse:
+        async def attempt(on: Resolved) -> tuple[Resolved, ClientResponse]:
+            same = on.record.upstream_id == resolved.record.upstream_id
+            sent = first if same else msgspec.json.encode({**body, "model": on.record.upstream_id})
             opened = contextlib.AsyncExitStack()
-            upstream = await opened.enter_async_context(state.upstream.forward(backend, "POST", path_qs, headers, sent))
+            upstream = await opened.enter_async_context(
+                state.upstream.forward(on.backend, "POST", path_qs, headers, sent))
             if upstream.status >= 400:
                 async with opened:
-                    text = error_message(await state.upstream.error_body(backend, upstream))
+                    text = error_message(await state.upstream.error_body(on.backend, upstream))
                 raise UpstreamStatus(text or f"backend answered HTTP {upstream.status}", upstream.status)
             stack.push_async_callback(opened.aclose)
-            return upstream
+            return on, upstream
 
-        upstream = await with_load_retry(state, resolved, attempt)
+        replica, upstream = await with_load_retry(state, resolved, attempt, body=lambda: msgspec.json.encode(body),
+                                                   hold=stack)
+        backend = replica.backend
+        renamer = ModelRenamer(replica.record.upstream_id, client_model, max_line=limits.sse_line_bytes)
         if "event-stream" not in upstream.headers.get("Content-Type", ""):
-            whole = await _read_capped(state, resolved, upstream, limits.response_bytes)
+            whole = await _read_capped(state, replica, upstream, limits.response_bytes)
             headers_out = response_headers(upstream)
             return web.Response(status=upstream.status, headers=headers_out, body=renamer.document(whole))
         response = web.StreamResponse(status=upstream.status, headers=response_headers(upstream))

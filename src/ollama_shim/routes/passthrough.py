@@ -2,8 +2,10 @@
 
 The method, query, headers and body go through unchanged, with one exception: a ``model`` in a
 JSON body that names a model by its Ollama name (as listed by ``/api/tags``) is rewritten to the
-backend's own id, and picks the backend; a custom model is rewritten to its backend model, and on
-``/v1/chat/completions`` its system prompt, messages and parameters are added to the body. The
+backend's own id, and picks the backend (one of the model's replicas, failed over before the
+answer began as ``routes.relay`` does; an error answer is read whole first); a custom model is
+rewritten to its backend model, and on ``/v1/chat/completions`` its system prompt, messages and
+parameters are added to the body. The
 response is streamed back chunk by chunk. With several backends, ``GET /v1/models`` is their
 merged list.
 
@@ -22,11 +24,14 @@ What is not forwarded:
 
 May import: aiohttp.web, aiohttp.ClientResponse (the type), multidict, msgspec, stdlib,
 ``ollama_shim.routes.*``, ``ollama_shim.settings``, ``ollama_shim.errors``, ``ollama_shim.wire``,
-``ollama_shim.translate.passthrough_paths``, ``ollama_shim.translate.customise``, ``ollama_shim.custom_models``.
+``ollama_shim.translate.passthrough_paths``, ``ollama_shim.translate.customise``, ``ollama_shim.custom_models``,
+``ollama_shim.registry``, ``ollama_shim.upstream`` (its pure ``error_message``).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -34,11 +39,14 @@ from aiohttp import ClientResponse, web
 from multidict import CIMultiDict, MultiMapping
 
 from ..custom_models import CustomModels
-from ..errors import ShimError, UpstreamError
+from ..errors import ShimError, UpstreamError, UpstreamStatus
+from ..registry import Resolved
 from ..settings import Backend
 from ..translate.customise import customised_openai_chat
 from ..translate.passthrough_paths import check_path, route_allowed
+from ..upstream import error_message
 from ..wire.backends import ModelListEntries
+from .relay import aimed, with_load_retry
 from .state import AppState, log, state_of
 
 HOP_BY_HOP = frozenset(
@@ -111,18 +119,17 @@ def _check_route(request: web.Request, state: AppState) -> None:
         )
 
 
-async def _route(request: web.Request, state: AppState, body: bytes) -> tuple[Backend, bytes]:
-    """Pick the backend by the body's model, rewriting an Ollama name to the backend's id (and a
-    custom model's chat completion to its backend model with its layers)."""
-    default = state.settings.backends[0]
+async def _route(request: web.Request, state: AppState, body: bytes) -> tuple[Resolved | None, bytes]:
+    """The model the body names (None: the first backend answers), rewriting an Ollama name to the
+    backend's id (and a custom model's chat completion to its backend model with its layers)."""
     if not body:
-        return default, body
+        return None, body
     try:
         requested = msgspec.json.decode(body, type=_ModelField).model
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return default, body  # not ours to judge: the backend answers it
+        return None, body  # not ours to judge: the backend answers it
     if not requested:
-        return default, body
+        return None, body
     resolved, custom = await CustomModels.of(request.app, state.settings).resolve(state.registry, requested)
     if resolved.record.upstream_id != requested or custom is not None:
         doc: dict[str, Any] = msgspec.json.decode(body)
@@ -130,7 +137,7 @@ async def _route(request: web.Request, state: AppState, body: bytes) -> tuple[Ba
         if custom is not None and request.path == CHAT_COMPLETIONS:
             doc = customised_openai_chat(doc, custom, resolved.dialect)
         body = msgspec.json.encode(doc)
-    return resolved.backend, body
+    return resolved, body
 
 
 async def _merged_models(state: AppState) -> web.Response:
@@ -155,26 +162,67 @@ async def forward(request: web.Request) -> web.StreamResponse:
     if request.method == "GET" and request.path == "/v1/models" and len(state.settings.backends) > 1:
         return await _merged_models(state)
     body = await request.read()
+    resolved = None
     if request.method == "POST":
-        backend, body = await _route(request, state, body)
-    else:
-        backend = state.settings.backends[0]
-    async with state.upstream.forward(
-        backend, request.method, _raw_path_qs(request), request_headers(request, state), body or None
-    ) as upstream:
-        if upstream.status >= 400:  # small, and may echo a key: read whole and redacted
-            error = await state.upstream.error_body(backend, upstream)
-            headers = response_headers(upstream, decoded=True)
-            return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=error)
-        headers = response_headers(upstream)
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
-        await response.prepare(request)
+        resolved, body = await _route(request, state, body)
+    path_qs, headers = _raw_path_qs(request), request_headers(request, state)
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def attempt(backend: Backend, sent: bytes) -> _Answer:
+            async with contextlib.AsyncExitStack() as opened:
+                upstream = await opened.enter_async_context(
+                    state.upstream.forward(backend, request.method, path_qs, headers, sent or None))
+                if upstream.status >= 400:  # small, and may echo a key: read whole and redacted
+                    error = await state.upstream.error_body(backend, upstream)
+                    raise _Refused(web.Response(status=upstream.status, reason=upstream.reason, body=error,
+                                                headers=response_headers(upstream, decoded=True)))
+                chunks = state.upstream.chunks(backend, upstream)
+                first = await anext(chunks, None)  # before the first byte: another replica may still answer
+                stack.push_async_callback(opened.pop_all().aclose)
+            return _Answer(backend, upstream, first, chunks)
+
         try:
-            async for chunk in state.upstream.chunks(backend, upstream):
+            if resolved is None:
+                answer = await attempt(state.settings.backends[0], body)
+            else:
+                model = resolved
+                answer = await with_load_retry(
+                    state, model, lambda on: attempt(on.backend, aimed(body, model, on)), body=body, hold=stack)
+        except _Refused as refused:
+            return refused.reply
+        return await _relayed(request, answer)
+
+
+class _Refused(UpstreamStatus):
+    """A backend's error answer, as the client gets it unless another replica answers instead."""
+
+    def __init__(self, reply: web.Response) -> None:
+        text = error_message(reply.body if isinstance(reply.body, bytes) else b"")
+        super().__init__(text or f"backend answered HTTP {reply.status}", reply.status)
+        self.reply = reply
+
+
+class _Answer:
+    """A backend's answer that began: the backend, its response, its first chunk and the rest."""
+
+    def __init__(self, backend: Backend, upstream: ClientResponse, first: bytes | None,
+                 rest: AsyncIterator[bytes]) -> None:
+        self.backend, self.upstream, self.first, self.rest = backend, upstream, first, rest
+
+
+async def _relayed(request: web.Request, answer: _Answer) -> web.StreamResponse:
+    """The began answer streamed to the client as it comes."""
+    upstream = answer.upstream
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=response_headers(upstream))
+    await response.prepare(request)
+    try:
+        if answer.first is not None:
+            await response.write(answer.first)
+            async for chunk in answer.rest:
                 await response.write(chunk)
-        except UpstreamError as exc:
-            # The status line went out already: all that is left is to cut the stream short.
-            log.warning("passthrough %s from %s broke: %s", request.path, backend.root, exc.message)
-            return response
-        await response.write_eof()
+    except UpstreamError as exc:
+        # The status line went out already: all that is left is to cut the stream short.
+        log.warning("passthrough %s from %s broke: %s", request.path, answer.backend.root, exc.message)
         return response
+    await response.write_eof()
+    return response

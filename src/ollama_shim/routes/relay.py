@@ -11,15 +11,27 @@ Other APIs reuse the same loop: ``stream_answer`` and ``gather_answer`` take an 
 translator, their ``StreamWriter`` and their assembly of a whole answer); ``SseStream`` writes
 tagged structs as ``event:``/``data:`` frames and a failure after the start as one error frame.
 
-All share the retry rule: only before any byte went to the client, a backend that says no model
-is loaded ("No models loaded", llama.cpp's 503 "Loading model") gets a load request and a bounded
-retry with backoff. Time spent before the backend began on the answer is reported as
+All share one attempt loop (``_retried``, also behind ``with_load_retry`` for the routes that make
+their own calls): only before any byte went to the client,
+
+- a model with several replicas (``Resolved.candidates``) is sent to the one ``routing.Router``
+  chooses, holding a place on it (``max_concurrent``/``max_queue``) until the answer is over; a
+  replica that fails in a way ``routing.failover_worthy`` names (no connection, a timeout, a 5xx or
+  429, a broken answer) is marked down and the request goes to the next, until none is left;
+- a backend that says no model is loaded ("No models loaded", llama.cpp's 503 "Loading model")
+  gets a load request and a bounded retry with backoff.
+
+A streamed answer counts as begun only once its first body chunk came (``_open`` reads it inside
+the attempt), so a backend that dies before it produced anything costs the client nothing.
+
+Time spent before the backend began on the answer is reported as
 ``load_duration``. After the first line, a failure becomes a last ``{"error": ...}`` line (or the
 writer's error frame); text already sent is never sent again. So does a shutdown whose grace period ran out
 (``routes.lifecycle``).
 
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
-``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``, ``ollama_shim.metrics``.
+``ollama_shim.registry``, ``ollama_shim.routing``, ``ollama_shim.errors``, ``ollama_shim.wire``,
+``ollama_shim.metrics``.
 """
 
 from __future__ import annotations
@@ -35,8 +47,9 @@ from typing import Generic, Protocol, TypeVar
 from aiohttp import web
 
 from .. import metrics
-from ..errors import ShimError, UpstreamProtocol, UpstreamStatus
+from ..errors import ShimError, UpstreamError, UpstreamProtocol, UpstreamStatus
 from ..registry import Resolved
+from ..routing import failover_worthy, retarget
 from ..translate.pipeline import EventTranslator, Produced, StreamPipeline
 from ..translate.request import Delivery
 from ..translate.response import completion_to_ollama, merge_pieces, text_bytes
@@ -59,28 +72,85 @@ def needs_load(exc: UpstreamStatus) -> bool:
     return "no models loaded" in text or (exc.status == 503 and "loading" in text)
 
 
-async def _retried(state: AppState, resolved: Resolved, attempt: Callable[[], Awaitable[T]]) -> tuple[T, int]:
-    """``attempt()``'s result, loading and retrying while the model is not loaded, and the monotonic
-    ns at which the attempt that succeeded began."""
-    metrics.route_to(resolved.record.name, resolved.backend.root)
+Attempt = Callable[[Resolved], Awaitable[T]]  # one try on one replica (the model as that backend lists it)
+
+
+def aimed(body: bytes, resolved: Resolved, replica: Resolved) -> bytes:
+    """``body``, built for ``resolved``, as sent to ``replica`` (its own id of the model)."""
+    return retarget(body, resolved.record.upstream_id, replica.record.upstream_id)
+
+
+async def _retried(
+    state: AppState, resolved: Resolved, attempt: Attempt[T], *, body: bytes | Callable[[], bytes] | None = None,
+    hold: contextlib.AsyncExitStack | None = None,
+) -> tuple[T, int]:
+    """``attempt(replica)``'s result and the monotonic ns at which the attempt that succeeded began.
+
+    The replica is the router's choice among ``resolved``'s (``body`` gives the conversation key
+    for affinity); a failover-worthy failure marks it down and the next is tried; a model that is
+    not loaded is loaded and retried on the same replica. The place held on the replica is given
+    up when ``hold`` closes (the answer is read after the attempt) or at once without one.
+    """
+    router = state.registry.router
+    candidates = resolved.candidates
+    sources = [c.source for c in candidates]
+    key = router.affinity(body) if len(candidates) > 1 else None
+    tried: set[int] = set()
+    while True:
+        index = router.choose(sources, tried, key)
+        if index is None:
+            raise AssertionError("unreachable: the last replica's failure is raised")
+        tried.add(index)
+        replica = candidates[index]
+        metrics.route_to(resolved.record.name, replica.backend.root)
+        slot = await router.admit(replica.source)
+        try:
+            answered = await _loaded(state, replica, attempt)
+        except UpstreamError as exc:
+            slot.release()
+            if not failover_worthy(exc):
+                raise
+            router.failed(replica.source, exc)
+            if len(tried) == len(candidates):
+                raise
+            log.warning("%s failed on %s (%s); trying another replica", resolved.record.name,
+                        replica.backend.root, exc.message)
+            continue
+        except BaseException:
+            slot.release()
+            raise
+        router.succeeded(replica.source)
+        if hold is None:
+            slot.release()
+        else:
+            hold.callback(slot.release)
+        return answered
+
+
+async def _loaded(state: AppState, replica: Resolved, attempt: Attempt[T]) -> tuple[T, int]:
+    """``attempt(replica)``, loading the model and retrying while the backend says it is not loaded."""
     for delay in (*RETRY_DELAYS, None):
         began_ns = time.monotonic_ns()
         try:
-            return await attempt(), began_ns
+            return await attempt(replica), began_ns
         except UpstreamStatus as exc:
             if delay is None or not needs_load(exc):
                 raise
-            log.info("%s is not loaded on %s (%s); loading and retrying", resolved.record.upstream_id,
-                     resolved.backend.root, exc.message)
+            log.info("%s is not loaded on %s (%s); loading and retrying", replica.record.upstream_id,
+                     replica.backend.root, exc.message)
             with contextlib.suppress(ShimError):
-                await state.loader.load(resolved)
+                await state.loader.load(replica)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
 
-async def with_load_retry(state: AppState, resolved: Resolved, attempt: Callable[[], Awaitable[T]]) -> T:
-    """``attempt()``, loaded and retried while the backend says the model is not loaded."""
-    result, _ = await _retried(state, resolved, attempt)
+async def with_load_retry(
+    state: AppState, resolved: Resolved, attempt: Attempt[T], *, body: bytes | Callable[[], bytes] | None = None,
+    hold: contextlib.AsyncExitStack | None = None,
+) -> T:
+    """``attempt(replica)`` on a replica of ``resolved``, failed over, loaded and retried as needed
+    (``_retried``); the replica's place is held until ``hold`` closes, if given."""
+    result, _ = await _retried(state, resolved, attempt, body=body, hold=hold)
     return result
 
 
@@ -101,10 +171,10 @@ async def complete(
     amend: Amend[OllamaChunk] | None = None,
 ) -> web.Response:
     """One upstream answer -> one Ollama object (``stream: false``)."""
-    async def attempt() -> ChatCompletion:
-        return await state.upstream.post_json(resolved.backend, path, body, ChatCompletion)
+    async def attempt(on: Resolved) -> ChatCompletion:
+        return await state.upstream.post_json(on.backend, path, aimed(body, resolved, on), ChatCompletion)
 
-    completion, began_ns = await _retried(state, resolved, attempt)
+    completion, began_ns = await _retried(state, resolved, attempt, body=body)
     ctx = dataclasses.replace(ctx, load_ns=max(0, began_ns - ctx.started_ns))
     answer = [completion_to_ollama(completion, ctx)]
     done = (await amend(answer) if amend else answer)[-1]
@@ -112,18 +182,35 @@ async def complete(
     return json_response(done)
 
 
+@dataclass
+class _Opened(Generic[T]):
+    """A backend's stream that began: its first body chunk (None: the body was empty), the rest,
+    and the pipeline over a translator made when its headers came."""
+
+    first: bytes | None
+    rest: AsyncIterator[bytes]
+    pipeline: StreamPipeline[T]
+    root: str  # the replica's
+
+
 async def _open(
     stack: contextlib.AsyncExitStack, state: AppState, resolved: Resolved, path: str, body: bytes,
     make_translator: Callable[[], EventTranslator[T]],
-) -> tuple[AsyncIterator[bytes], StreamPipeline[T]]:
-    """Open the upstream stream on ``stack`` (loading and retrying as needed); its body's chunks and
-    a pipeline over a translator made once it opened."""
+) -> _Opened[T]:
+    """Open the upstream stream on ``stack`` and read its first chunk (failing over, loading and
+    retrying as needed: nothing went to the client yet)."""
+    max_line = state.settings.limits.sse_line_bytes
 
-    async def attempt() -> AsyncIterator[bytes]:
-        return await stack.enter_async_context(state.upstream.stream(resolved.backend, path, body))
+    async def attempt(on: Resolved) -> _Opened[T]:
+        async with contextlib.AsyncExitStack() as opening:
+            sent = aimed(body, resolved, on)
+            chunks = await opening.enter_async_context(state.upstream.stream(on.backend, path, sent))
+            pipeline = StreamPipeline(make_translator(), max_line=max_line)  # load_duration ends here
+            first = await anext(aiter(chunks), None)
+            stack.push_async_callback(opening.pop_all().aclose)
+        return _Opened(first, chunks, pipeline, on.backend.root)
 
-    chunks = await with_load_retry(state, resolved, attempt)
-    return chunks, StreamPipeline(make_translator(), max_line=state.settings.limits.sse_line_bytes)
+    return await with_load_retry(state, resolved, attempt, body=body, hold=stack)
 
 
 def _ollama_translator(ctx: StreamContext) -> Callable[[], StreamTranslator]:
@@ -134,15 +221,18 @@ def _ollama_translator(ctx: StreamContext) -> Callable[[], StreamTranslator]:
     return make
 
 
-async def _drive(
-    chunks: AsyncIterator[bytes], pipeline: StreamPipeline[T], take: Callable[[list[T]], Awaitable[None]]
-) -> None:
-    """Feed every read to ``pipeline`` and hand what it produced to ``take``; a backend error is raised
+async def _drive(opened: _Opened[T], take: Callable[[list[T]], Awaitable[None]]) -> None:
+    """Feed every read to the pipeline and hand what it produced to ``take``; a backend error is raised
     once what came before it was taken. Stops reading when the answer is complete."""
-    async for data in chunks:
-        await _take(pipeline.feed(data), take)
+    pipeline = opened.pipeline
+    if opened.first is not None:
+        await _take(pipeline.feed(opened.first), take)
         if pipeline.done:
             return
+        async for data in opened.rest:
+            await _take(pipeline.feed(data), take)
+            if pipeline.done:
+                return
     await _take(pipeline.close(), take)  # the backend hung up, with or without [DONE]
 
 
@@ -246,14 +336,14 @@ async def stream_answer(
 ) -> web.StreamResponse:
     """Upstream SSE -> the client, chunk by chunk, in the shape ``answer`` gives."""
     async with contextlib.AsyncExitStack() as stack:
-        chunks, pipeline = await _open(stack, state, resolved, path, body, answer.make_translator)
+        opened = await _open(stack, state, resolved, path, body, answer.make_translator)
         out = answer.open_writer(request)
         try:
-            await _drive(chunks, pipeline, _amended(out.write_many, answer.amend))
+            await _drive(opened, _amended(out.write_many, answer.amend))
         except ShimError as exc:
             if not out.started:
                 raise  # nothing was sent: the error boundary answers with the right status
-            log.warning("stream from %s broke: %s", resolved.backend.root, exc.message)
+            log.warning("stream from %s broke: %s", opened.root, exc.message)
             metrics.note_error(exc)
             await out.write_error(exc.message, exc.status)
         except asyncio.CancelledError:
@@ -281,6 +371,7 @@ async def gather_answer(
     limit = state.settings.limits.gathered_bytes
     pieces: list[T] = []
     size = 0
+    root = resolved.backend.root  # the replica's, once it is known
 
     async def keep(chunks: list[T]) -> None:
         nonlocal size
@@ -288,10 +379,11 @@ async def gather_answer(
         size += sum(answer.text_bytes(chunk) for chunk in chunks)
         if size > limit:
             raise UpstreamProtocol(
-                f"backend at {resolved.backend.root} sent an answer longer than the limit of {limit} bytes"
+                f"backend at {root} sent an answer longer than the limit of {limit} bytes"
             )
 
     async with contextlib.AsyncExitStack() as stack:
-        chunks, pipeline = await _open(stack, state, resolved, path, body, answer.make_translator)
-        await _drive(chunks, pipeline, _amended(keep, answer.amend))
+        opened = await _open(stack, state, resolved, path, body, answer.make_translator)
+        root = opened.root
+        await _drive(opened, _amended(keep, answer.amend))
     return json_response(answer.assemble(pieces))

@@ -132,9 +132,9 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 async def _whole(state: AppState, resolved: Resolved, path: str, body: bytes, translator: ResponsesTranslator) -> None:
     """A backend that is not asked to stream: its one completion replayed through the translator."""
-    async def attempt() -> ChatCompletion:
-        return await state.upstream.post_json(resolved.backend, path, body, ChatCompletion)
+    async def attempt(on: Resolved) -> ChatCompletion:
+        return await state.upstream.post_json(on.backend, path, relay.aimed(body, resolved, on), ChatCompletion)
 
-    completion = await relay.with_load_retry(state, resolved, attempt)
+    completion = await relay.with_load_retry(state, resolved, attempt, body=body)
     translator.feed_chunk(completion_as_chunk(completion))
     translator.finish()

@@ -137,6 +137,7 @@ async def metrics_text(request: web.Request) -> web.Response:
     for backend in state_of(request).registry.backends:
         if backend.ever_answered or backend.failure is not None:
             observer.set_backend_up(backend.settings.root, backend.answering)
+        observer.set_replica_up(backend.settings.root, not backend.health.down)
     return web.Response(body=observer.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
