@@ -60,11 +60,14 @@ def test_plain_message(llama_target: Target) -> None:
     message = llama_target.client().messages.create(
         model=llama_target.model, max_tokens=8, messages=[USER], **SHORT  # type: ignore[arg-type]
     )
-    assert message.type == "message" and message.role == "assistant"
+    assert message.type == "message"
+    assert message.role == "assistant"
     assert message.model == llama_target.model
-    assert message.content[0].type == "text" and message.content[0].text
+    assert message.content[0].type == "text"
+    assert message.content[0].text
     assert message.stop_reason in ("end_turn", "max_tokens", "stop_sequence")
-    assert message.usage.input_tokens > 0 and 0 < message.usage.output_tokens <= 8
+    assert message.usage.input_tokens > 0
+    assert 0 < message.usage.output_tokens <= 8
 
 
 def test_streamed_message_with_system_blocks_and_history(llama_target: Target) -> None:
@@ -160,7 +163,8 @@ def test_unknown_model_is_an_anthropic_404(llama_target: Target) -> None:
 def test_bad_requests_are_anthropic_400s(llama_target: Target, body: dict[str, Any], kind: str) -> None:
     answer = httpx.post(llama_target.url + "/v1/messages", json={"model": llama_target.model, **body})
     assert answer.status_code == 400
-    assert answer.json()["type"] == "error" and answer.json()["error"]["type"] == kind
+    assert answer.json()["type"] == "error"
+    assert answer.json()["error"]["type"] == kind
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native", "translated"])
@@ -173,7 +177,8 @@ def test_llama_router_model_names_both_ways(llama_router: LlamaServer, native: b
         with client.messages.stream(model=model, max_tokens=8, messages=[USER], **SHORT) as stream:
             final = stream.get_final_message()
         count = client.messages.count_tokens(model=model, messages=[USER])
-    assert final.model == model and final.content[0].type == "text"
+    assert final.model == model
+    assert final.content[0].type == "text"
     assert count.input_tokens > 0
 
 
@@ -212,7 +217,8 @@ async def test_tool_round_trip(lmstudio: LMStudioEmulation, stream: bool) -> Non
                      {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]}]
         second = await client.messages.create(model=model, max_tokens=64, messages=follow_up, tools=[WEATHER])
     assert second.stop_reason == "end_turn"
-    assert second.content[0].type == "text" and second.content[0].text == "It is sunny in Paris."
+    assert second.content[0].type == "text"
+    assert second.content[0].text == "It is sunny in Paris."
     sent = lmstudio.bodies("/v1/chat/completions")[-1]["messages"]
     assert sent[-2]["tool_calls"][0]["id"] == "call_abc123"
     assert (sent[-1]["role"], sent[-1]["content"], sent[-1]["tool_call_id"]) == ("tool", "sunny", "call_abc123")
@@ -274,8 +280,10 @@ async def test_shim_refusals_have_the_anthropic_shape(upstream: FaultUpstream) -
                                                                          "messages": [USER]})
         other = await http.post(url + "/api/chat", json={"model": MODEL, "messages": [USER]})
     assert refused.status_code == 401
-    assert refused.json()["type"] == "error" and refused.json()["error"]["type"] == "authentication_error"
-    assert other.status_code == 401 and set(other.json()) == {"error"}
+    assert refused.json()["type"] == "error"
+    assert refused.json()["error"]["type"] == "authentication_error"
+    assert other.status_code == 401
+    assert set(other.json()) == {"error"}
 
 
 async def test_count_tokens_estimate_on_a_generic_backend(fault_shim: str) -> None:
@@ -297,7 +305,9 @@ async def test_client_leaving_mid_stream_closes_the_backend_request(fault_shim: 
         hung_up = time.monotonic()
     call = upstream.calls[-1]
     await asyncio.wait_for(call.closed.wait(), 2.0)
-    assert call.closed_at is not None and call.closed_at >= hung_up and not call.completed
+    assert call.closed_at is not None
+    assert call.closed_at >= hung_up
+    assert not call.completed
 
 
 async def test_native_client_leaving_stops_llama_server(llama_single: LlamaServer) -> None:

@@ -246,7 +246,8 @@ def _check_sequence(events: list[dict[str, Any]]) -> None:
     for event in events[2:]:
         kind = event["type"]
         if kind == "content_block_start":
-            assert open_index is None and event["index"] == len(opened)
+            assert open_index is None
+            assert event["index"] == len(opened)
             open_index = event["index"]
             opened.append(event["content_block"]["type"])
         elif kind == "content_block_delta":
@@ -263,7 +264,8 @@ def _check_sequence(events: list[dict[str, Any]]) -> None:
         buffers: dict[int, bytes] = {}
         for event in events:
             snapshot = accumulate_event(event=event, current_snapshot=snapshot, json_bufs=buffers)
-        assert snapshot is not None and snapshot.stop_reason == events[-2]["delta"]["stop_reason"]
+        assert snapshot is not None
+        assert snapshot.stop_reason == events[-2]["delta"]["stop_reason"]
 
 
 @pytest.mark.parametrize("path", SSE_FILES, ids=lambda p: p.name)
@@ -368,8 +370,10 @@ def test_assembled_message_matches_the_stream() -> None:
     message = msgspec.to_builtins(assemble_message(events))
     blocks = _blocks([msgspec.to_builtins(e) for e in events])
     assert [(b["type"], b.get("text", b.get("thinking"))) for b in message["content"]] == blocks
-    assert message["id"] == CTX.message_id and message["model"] == "client-name"
-    assert message["stop_reason"] == "end_turn" and message["stop_sequence"] is None
+    assert message["id"] == CTX.message_id
+    assert message["model"] == "client-name"
+    assert message["stop_reason"] == "end_turn"
+    assert message["stop_sequence"] is None
 
 
 def test_assembled_tool_use_has_its_input_object() -> None:
@@ -410,7 +414,8 @@ def _renamed(reads: Any) -> bytes:
 
 def test_renamer_rewrites_model_fields_only() -> None:
     out = _renamed([NATIVE_STREAM])
-    assert b'"model":"client:latest"' in out and b"/m/x.gguf" not in out
+    assert b'"model":"client:latest"' in out
+    assert b"/m/x.gguf" not in out
     assert out.replace(b'"model":"client:latest"', b'"model":"/m/x.gguf"') == NATIVE_STREAM
 
 

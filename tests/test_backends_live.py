@@ -40,12 +40,15 @@ def test_single_lists_one_model_named_by_its_path(llama_single: LlamaServer) -> 
     [model] = body["data"]
     assert model["id"] == str(llama_support.model_file(llama_support.SMOLLM2))  # the -m argument as given
     assert model["owned_by"] == "llamacpp"
-    assert model["meta"]["n_embd"] == 576 and model["meta"]["n_ctx"] == 2048
+    assert model["meta"]["n_embd"] == 576
+    assert model["meta"]["n_ctx"] == 2048
     status, props = llama_single.get("/props")
     assert status == 200
-    assert props["default_generation_settings"]["n_ctx"] == 2048 and props["total_slots"] == 1
+    assert props["default_generation_settings"]["n_ctx"] == 2048
+    assert props["total_slots"] == 1
     status, slots = llama_single.get("/slots")
-    assert status == 200 and [slot["n_ctx"] for slot in slots] == [2048]
+    assert status == 200
+    assert [slot["n_ctx"] for slot in slots] == [2048]
 
 
 def test_single_chat_completion(llama_single: LlamaServer) -> None:
@@ -71,7 +74,8 @@ def test_single_chat_stream_ends_with_usage_and_timings_then_done(llama_single: 
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
     assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"]["completion_tokens"] == 5 and chunks[-1]["timings"]["predicted_n"] == 5
+    assert chunks[-1]["usage"]["completion_tokens"] == 5
+    assert chunks[-1]["timings"]["predicted_n"] == 5
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
 
 
@@ -96,7 +100,8 @@ def router_states(router: LlamaServer) -> dict[str, str]:
 def test_router_lists_both_models_and_loads_one_on_demand(llama_router: LlamaServer) -> None:
     assert set(router_states(llama_router)) == {SMOL_ID, GEMMA_ID}
     status, props = llama_router.get("/props")
-    assert status == 200 and props["role"] == "router"
+    assert status == 200
+    assert props["role"] == "router"
 
     status, answer = llama_router.post("/v1/chat/completions", {"model": GEMMA_ID, "messages": HELLO, "max_tokens": 4})
     assert status == 200, answer
@@ -117,9 +122,11 @@ def test_router_load_and_unload_by_hand(llama_router: LlamaServer) -> None:
     assert router_states(llama_router)[GEMMA_ID] != "loaded"  # --models-max 1
     assert llama_router.post("/models/unload", {"model": SMOL_ID}) == (200, {"success": True})
     status, body = llama_router.post("/models/unload", {"model": "nope"})
-    assert status == 400 and body["error"]["message"] == "model is not found"
+    assert status == 400
+    assert body["error"]["message"] == "model is not found"
     status, body = llama_router.post("/v1/chat/completions", {"model": "nope", "messages": HELLO})
-    assert status == 400 and body["error"]["message"] == "model 'nope' not found"
+    assert status == 400
+    assert body["error"]["message"] == "model 'nope' not found"
 
 
 # -- llama-server, embeddings --------------------------------------------------------------------
@@ -193,7 +200,8 @@ async def test_lmstudio_documented_errors(lmstudio: LMStudioEmulation) -> None:
         async with http.post("/v1/embeddings", json={"model": "qwen2.5-7b-instruct", "input": "x"}) as resp:
             assert await resp.json() == {"error": NO_MODELS}
         async with http.get("/props") as resp:  # LM Studio answers unknown routes with 200
-            assert resp.status == 200 and "Unexpected endpoint" in (await resp.json())["error"]
+            assert resp.status == 200
+            assert "Unexpected endpoint" in (await resp.json())["error"]
 
 
 async def test_lmstudio_jit_load_evicts_the_previous_jit_model(lmstudio: LMStudioEmulation) -> None:

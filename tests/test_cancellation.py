@@ -55,7 +55,8 @@ async def wait_for_call(upstream: FaultUpstream, n: int = 1) -> None:
 async def closed_within_bound(upstream: FaultUpstream, hung_up_at: float) -> float:
     call = upstream.calls[-1]
     await asyncio.wait_for(call.closed.wait(), BOUND)
-    assert call.closed_at is not None and not call.completed
+    assert call.closed_at is not None
+    assert not call.completed
     delay = call.closed_at - hung_up_at
     print(f"backend saw the disconnect {delay * 1000:.1f} ms after the client hung up")
     return delay
@@ -116,7 +117,8 @@ async def test_shim_keeps_serving_after_disconnects(shim: str, upstream: FaultUp
 
         await eventually(all_closed, BOUND)
         async with session.post(shim + "/api/chat", json={"model": MODEL, "messages": HI, "stream": False}) as ok:
-            assert ok.status == 200 and (await ok.json())["done"] is True
+            assert ok.status == 200
+            assert (await ok.json())["done"] is True
 
 
 # -- a real llama-server stops generating --------------------------------------------------------------

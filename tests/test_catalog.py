@@ -89,7 +89,10 @@ def test_llamacpp_record_takes_real_metadata() -> None:
     assert (rec.size, rec.parameter_size, rec.parameter_count) == (91000000, "134.52M", 134515008)
     assert (rec.context_length, rec.max_context_length, rec.embedding_length) == (4096, 8192, 576)
     assert rec.capabilities == ("completion", "tools", "vision", "thinking")
-    assert rec.loaded and rec.format == "gguf" and rec.family == "llama" and rec.quantization_level == "Q4_1"
+    assert rec.loaded
+    assert rec.format == "gguf"
+    assert rec.family == "llama"
+    assert rec.quantization_level == "Q4_1"
 
 
 @pytest.mark.parametrize(("status", "loaded"), [("loaded", True), ("unloaded", False), ("loading", False)])
@@ -111,7 +114,8 @@ def test_unloaded_router_model_takes_its_context_from_its_args() -> None:
     status = {"value": "unloaded", "args": ["llama-server", "--ctx-size", "2048"]}
     entry = msgspec.convert({"id": "gemma-3-270m-q4_k_m", "owned_by": "llamacpp", "status": status}, ModelEntry)
     rec = catalog.record_from_llamacpp(entry, None, NOW)
-    assert rec.context_length == 2048 and not rec.loaded
+    assert rec.context_length == 2048
+    assert not rec.loaded
     assert catalog.model_info_of(rec)["gemma3.context_length"] == 2048
 
 
@@ -154,7 +158,9 @@ def test_lmstudio_v0_record(type_: str, caps: tuple[str, ...], loaded_state: str
     if loaded_state == "loaded":
         doc["loaded_context_length"] = 4096
     rec = catalog.record_from_lmstudio_v0(msgspec.convert(doc, LMStudioV0Model), NOW)
-    assert rec.capabilities == caps and rec.context_length == ctx and rec.loaded is (loaded_state == "loaded")
+    assert rec.capabilities == caps
+    assert rec.context_length == ctx
+    assert rec.loaded is (loaded_state == "loaded")
 
 
 @pytest.mark.parametrize(
@@ -176,8 +182,10 @@ def _record(**kw: object) -> ModelRecord:
 def test_tags_entry_has_every_field_clients_read() -> None:
     entry = msgspec.json.decode(msgspec.json.encode(catalog.to_tags_model(_record(size=5), "http://b")))
     assert entry["name"] == entry["model"] == "SmolLM2-135M-Instruct.Q4_1:latest"
-    assert len(entry["digest"]) == 64 and int(entry["digest"], 16) >= 0
-    assert entry["size"] == 5 and "." in entry["modified_at"]
+    assert len(entry["digest"]) == 64
+    assert int(entry["digest"], 16) >= 0
+    assert entry["size"] == 5
+    assert "." in entry["modified_at"]
     assert set(entry["details"]) == {"parent_model", "format", "family", "families", "parameter_size",
                                      "quantization_level"}
     assert all(isinstance(v, str) for k, v in entry["details"].items() if k != "families")
@@ -197,12 +205,14 @@ def test_show_response_shape() -> None:
     assert doc["model_info"]["llama.context_length"] == 4096
     assert doc["capabilities"] == ["completion", "tools", "insert"]
     assert doc["parameters"].startswith("num_ctx" + " " * 24 + "4096")
-    assert "tools" in doc["template"].lower() and ".Suffix" in doc["template"]
+    assert "tools" in doc["template"].lower()
+    assert ".Suffix" in doc["template"]
 
 
 def test_show_keeps_model_info_and_capabilities_when_empty() -> None:
     body = msgspec.json.encode(catalog.to_show_response(_record(family="", capabilities=())))
-    assert b'"model_info":{' in body and b'"capabilities":[]' in body
+    assert b'"model_info":{' in body
+    assert b'"capabilities":[]' in body
 
 
 def test_show_basename_override_for_copilot() -> None:
@@ -212,7 +222,9 @@ def test_show_basename_override_for_copilot() -> None:
 
 def test_ps_entry() -> None:
     entry = catalog.to_ps_model(_record(context_length=2048, size=7), "http://b", NOW)
-    assert entry.context_length == 2048 and entry.size == 7 and entry.expires_at > "2100"
+    assert entry.context_length == 2048
+    assert entry.size == 7
+    assert entry.expires_at > "2100"
 
 
 # -- what a broken backend sends: out-of-range values dropped, bad entries cost only themselves --------
@@ -458,7 +470,8 @@ def test_a_router_model_keeps_what_was_learned_while_loaded() -> None:
         assert show == first_load[1]
     before_load = shown[0][0]
     assert (before_load.size, shown[1][0].size) == (0, 96576768)  # the digest changes once, when the size is known
-    assert before_load.capabilities == ["completion", "tools"] and shown[1][0].capabilities == ["completion"]
+    assert before_load.capabilities == ["completion", "tools"]
+    assert shown[1][0].capabilities == ["completion"]
 
 
 # -- digest, modified_at, template -----------------------------------------------------------------
@@ -505,7 +518,8 @@ def test_template_is_never_the_backends_jinja() -> None:
     props = _recorded_props("llamacpp_props.json")
     rec = catalog.record_from_llamacpp(_llamacpp_entry(), props, NOW)
     unloaded = catalog.record_from_llamacpp(_llamacpp_entry(status={"value": "unloaded"}), None, NOW)
-    assert props.chat_template and props.chat_template not in catalog.to_show_response(rec).template
+    assert props.chat_template
+    assert props.chat_template not in catalog.to_show_response(rec).template
     assert "{%" not in catalog.to_show_response(rec).template
     assert catalog.to_show_response(replace(unloaded, capabilities=rec.capabilities)).template == \
         catalog.to_show_response(rec).template

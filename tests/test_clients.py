@@ -40,7 +40,8 @@ def test_vscode_copilot_sequence(shim: httpx.Client) -> None:
     body = {"model": smol, "stream": True, "max_tokens": 8, "temperature": 0,
             "messages": [{"role": "user", "content": "Say hello."}]}
     with shim.stream("POST", "/v1/chat/completions", json=body) as resp:
-        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
         frames = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
     assert frames[-1] == "[DONE]"
     chunks = [json.loads(frame) for frame in frames[:-1]]
@@ -64,7 +65,9 @@ def test_open_webui_sequence(shim: httpx.Client) -> None:
                                                  "options": {"num_predict": 5, "temperature": 0}}) as resp:
         assert resp.headers["content-type"] == "application/x-ndjson"
         lines = [json.loads(line) for line in resp.iter_lines()]  # one JSON object per line, none blank
-    assert lines[-1]["done"] is True and "prompt_eval_count" in lines[-1] and "eval_count" in lines[-1]
+    assert lines[-1]["done"] is True
+    assert "prompt_eval_count" in lines[-1]
+    assert "eval_count" in lines[-1]
     running = shim.get("/api/ps").json()["models"]
     assert gemma in {m["model"] for m in running}
     for item in running:

@@ -51,7 +51,8 @@ def test_a_custom_model_chat_is_the_base_chat_with_the_layers_spelled_out(client
     assert custom.model == "pirate"
     assert custom.prompt_eval_count == spelled.prompt_eval_count
     assert custom.message.content == spelled.message.content
-    assert custom.eval_count is not None and custom.eval_count <= PARAMETERS["num_predict"]  # the default applied
+    assert custom.eval_count is not None
+    assert custom.eval_count <= PARAMETERS["num_predict"]  # the default applied
 
 
 def test_the_custom_model_survives_a_restart(llama_single: LlamaServer, tmp_path: Path) -> None:

@@ -107,7 +107,8 @@ def test_openai_bodies_get_layers_and_defaults_in_the_backend_spelling() -> None
     out = customised_openai_chat(doc, custom, OPENAI)
     assert out["messages"] == [{"role": "developer", "content": "d"}, {"role": "user", "content": "u"}]
     assert (out["temperature"], out["top_k"], out["max_tokens"]) == (0.5, 1, 5)
-    assert "max_completion_tokens" not in out and "repeat_penalty" not in out  # OpenAI takes neither here
+    assert "max_completion_tokens" not in out
+    assert "repeat_penalty" not in out  # OpenAI takes neither here
 
 
 # -- chains ---------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ async def test_what_answers_a_model_list_is_found_and_nothing_else(lmstudio: LMS
     assert found[at(lmstudio.url).port].models == 3
     assert [p.candidate.usual for p in probes if p.found] == ["LM Studio"]
     assert found[at(html.url).port].refused == "it does not answer like a model server"
-    assert found[at(keyed.url).port].refused is not None and "HTTP 401" in found[at(keyed.url).port].refused
+    assert found[at(keyed.url).port].refused is not None
+    assert "HTTP 401" in found[at(keyed.url).port].refused
     assert found[at(hole.url).port].refused is None  # hung: treated as nobody there
 
 
@@ -98,7 +99,8 @@ def test_the_hint_is_one_line_that_names_both_ways_out() -> None:
     assert "\n" not in hint
     assert "--backend" in hint
     assert "lms server start" in hint
-    assert "1234" in hint and "9931" in hint
+    assert "1234" in hint
+    assert "9931" in hint
 
 
 # -- the server ---------------------------------------------------------------------------

@@ -49,9 +49,12 @@ def test_single_list_show_ps_carry_real_metadata(single: ollama.Client, llama_si
     listed = single.list().models
     assert [m.model for m in listed] == [SMOL]
     entry = listed[0]
-    assert entry.size == meta["size"] and len(entry.digest or "") == 64
-    assert entry.details.family == "llama" and entry.details.format == "gguf"
-    assert entry.details.quantization_level == "Q4_1" and entry.details.parameter_size.endswith("M")
+    assert entry.size == meta["size"]
+    assert len(entry.digest or "") == 64
+    assert entry.details.family == "llama"
+    assert entry.details.format == "gguf"
+    assert entry.details.quantization_level == "Q4_1"
+    assert entry.details.parameter_size.endswith("M")
     shown = single.show("smollm2-135m-instruct.q4_1")  # case and tag do not matter
     _, props = llama_single.get("/props")
     assert shown.modelinfo["llama.context_length"] == props["default_generation_settings"]["n_ctx"]
@@ -59,8 +62,8 @@ def test_single_list_show_ps_carry_real_metadata(single: ollama.Client, llama_si
     # The template's render tests say no tools; a server without --embeddings does not embed.
     assert shown.capabilities == ["completion"]
     running = single.ps().models
-    assert [m.model for m in running] == [SMOL] and running[0].context_length == props[
-        "default_generation_settings"]["n_ctx"]
+    assert [m.model for m in running] == [SMOL]
+    assert running[0].context_length == props['default_generation_settings']['n_ctx']
 
 
 @pytest.mark.backend
@@ -70,8 +73,10 @@ def test_gemma_single_list_show_ps_carry_real_metadata() -> None:
         _, models = server.get("/v1/models")
         meta = models["data"][0]["meta"]
         entry = client.list().models[0]
-        assert entry.model == GEMMA and entry.size == meta["size"]
-        assert entry.details.family == "gemma3" and entry.details.quantization_level == "Q4_K_M"
+        assert entry.model == GEMMA
+        assert entry.size == meta["size"]
+        assert entry.details.family == "gemma3"
+        assert entry.details.quantization_level == "Q4_K_M"
         shown = client.show("gemma-3-270m-q4_k_m")
         assert shown.modelinfo["general.architecture"] == "gemma3"
         assert shown.modelinfo["gemma3.context_length"] == 2048
@@ -133,7 +138,8 @@ def test_router_model_shows_the_same_loaded_and_unloaded(llama_router: LlamaServ
     assert [m["status"]["value"] for m in models["data"] if m["id"] == SMOL.removesuffix(":latest")] == ["unloaded"]
     assert unloaded_entry == loaded_entry
     assert unloaded_show == loaded_show
-    assert loaded_entry["size"] > 0 and loaded_entry["details"]["quantization_level"] == "Q4_1"  # type: ignore[index]
+    assert loaded_entry["size"] > 0
+    assert loaded_entry["details"]["quantization_level"] == "Q4_1"  # type: ignore[index]
     assert loaded_show["capabilities"] == ["completion"]  # SmolLM2's template: no tools
     assert "tools" not in str(loaded_show["template"]).lower()
 
@@ -148,7 +154,8 @@ def test_images_to_smollm2_are_refused_as_ollama_does(single: ollama.Client) -> 
 
 def test_keep_alive_zero_unloads_after_the_answer(router: ollama.Client) -> None:
     answer = router.chat(model=SMOL, messages=HELLO, options=FAST, keep_alive=0)
-    assert answer.message.content and answer.done
+    assert answer.message.content
+    assert answer.done
     assert SMOL not in {m.model for m in router.ps().models}
 
 
@@ -159,27 +166,36 @@ def test_keep_alive_zero_unloads_after_the_answer(router: ollama.Client) -> None
 
 def test_chat_streaming_and_not(single: ollama.Client) -> None:
     parts = list(single.chat(model=SMOL, messages=HELLO, options=FAST, stream=True))
-    assert parts[-1].done and parts[-1].done_reason in ("stop", "length")
-    assert all(not p.done for p in parts[:-1]) and "".join(p.message.content for p in parts)
+    assert parts[-1].done
+    assert parts[-1].done_reason in ("stop", "length")
+    assert all(not p.done for p in parts[:-1])
+    assert "".join(p.message.content for p in parts)
     whole = single.chat(model=SMOL, messages=HELLO, options=FAST)
-    assert whole.message.role == "assistant" and whole.message.content
-    assert whole.prompt_eval_count and whole.eval_count and whole.eval_duration and whole.total_duration
+    assert whole.message.role == "assistant"
+    assert whole.message.content
+    assert whole.prompt_eval_count
+    assert whole.eval_count
+    assert whole.eval_duration
+    assert whole.total_duration
 
 
 def test_num_predict_gives_done_reason_length(single: ollama.Client) -> None:
     answer = single.generate(model=SMOL, prompt="Count from one to one hundred.", options={**FAST, "num_predict": 3})
-    assert answer.done_reason == "length" and answer.eval_count == 3
+    assert answer.done_reason == "length"
+    assert answer.eval_count == 3
 
 
 def test_generate_streaming_carries_response_not_message(single: ollama.Client) -> None:
     parts = list(single.generate(model=SMOL, prompt="Hi", options=FAST, stream=True))
     assert "".join(p.response for p in parts)
-    assert parts[-1].done and all(getattr(p, "message", None) is None for p in parts)
+    assert parts[-1].done
+    assert all(getattr(p, "message", None) is None for p in parts)
 
 
 def test_raw_generate_goes_to_completions(single: ollama.Client) -> None:
     answer = single.generate(model=SMOL, prompt="The capital of France is", raw=True, options=FAST)
-    assert answer.response and answer.done_reason in ("stop", "length")
+    assert answer.response
+    assert answer.done_reason in ("stop", "length")
 
 
 def test_format_schema_produces_valid_json(single: ollama.Client) -> None:
@@ -188,7 +204,8 @@ def test_format_schema_produces_valid_json(single: ollama.Client) -> None:
     answer = single.chat(model=SMOL, messages=[{"role": "user", "content": "Give a person as JSON."}],
                          format=schema, options={"num_predict": 60, "temperature": 0})
     doc = json.loads(answer.message.content)
-    assert isinstance(doc["name"], str) and isinstance(doc["age"], int)
+    assert isinstance(doc["name"], str)
+    assert isinstance(doc["age"], int)
 
 
 def test_format_json_produces_json(single: ollama.Client) -> None:
@@ -215,9 +232,11 @@ def test_an_embeddings_server_keeps_embedding_after_chat_and_embed(llama_embed: 
 def test_embed_and_legacy_embeddings(llama_embed: LlamaServer) -> None:
     with ShimThread("--backend", llama_embed.url) as url, sync_client(url, timeout=300) as client:
         out = client.embed(model=SMOL, input=["hello", "world"])
-        assert len(out.embeddings) == 2 and len(out.embeddings[0]) == 576
+        assert len(out.embeddings) == 2
+        assert len(out.embeddings[0]) == 576
         assert abs(sum(x * x for x in out.embeddings[0]) - 1) < 1e-5
-        assert out.embeddings[0] != out.embeddings[1] and out.prompt_eval_count
+        assert out.embeddings[0] != out.embeddings[1]
+        assert out.prompt_eval_count
         cut = client.embed(model=SMOL, input="hello", dimensions=8)
         assert len(cut.embeddings[0]) == 8
         legacy = client.embeddings(model=SMOL, prompt="hello")

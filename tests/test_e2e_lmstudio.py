@@ -71,25 +71,34 @@ async def test_chat_streams_and_sends_lmstudio_dialect(client: ollama.AsyncClien
         format="json", keep_alive="10m", options={"num_predict": 50, "top_k": 5, "mirostat": 1})]
     assert "".join(p.message.content for p in parts) == "one two three"
     assert "".join(p.message.thinking or "" for p in parts) == "thinking hard"
-    assert parts[-1].done and parts[-1].done_reason == "stop"
-    assert parts[-1].prompt_eval_count == 12 and parts[-1].eval_count
+    assert parts[-1].done
+    assert parts[-1].done_reason == "stop"
+    assert parts[-1].prompt_eval_count == 12
+    assert parts[-1].eval_count
     sent = lmstudio.bodies("/v1/chat/completions")[-1]
-    assert sent["model"] == CHAT_MODEL and sent["stream"] is True
+    assert sent["model"] == CHAT_MODEL
+    assert sent["stream"] is True
     assert sent["response_format"]["type"] == "json_schema"  # LM Studio rejects json_object
-    assert sent["ttl"] == 600 and sent["max_tokens"] == 50 and sent["top_k"] == 5
+    assert sent["ttl"] == 600
+    assert sent["max_tokens"] == 50
+    assert sent["top_k"] == 5
     assert "mirostat" not in sent
 
 
 async def test_chat_not_streamed(client: ollama.AsyncClient, lmstudio) -> None:
     lmstudio.script(Reply("all at once", reasoning="first this"))
     answer = await client.chat(model=CHAT_MODEL + ":latest", messages=[{"role": "user", "content": "hi"}])
-    assert answer.message.content == "all at once" and answer.done_reason == "stop"
+    assert answer.message.content == "all at once"
+    assert answer.done_reason == "stop"
     assert answer.message.thinking == "first this"
-    assert answer.total_duration and answer.total_duration > 0 and answer.eval_count == 3
+    assert answer.total_duration
+    assert answer.total_duration > 0
+    assert answer.eval_count == 3
     # LM Studio runs llama.cpp, which stops generating for a client that left only while streaming:
     # the shim asks for a stream and assembles the one answer.
     sent = lmstudio.bodies("/v1/chat/completions")[-1]
-    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert sent["stream"] is True
+    assert sent["stream_options"] == {"include_usage": True}
 
 
 async def test_generate_goes_through_chat_with_system(client: ollama.AsyncClient, lmstudio) -> None:
@@ -108,7 +117,8 @@ async def test_tool_calls_arrive_whole_with_object_arguments(client: ollama.Asyn
         model=CHAT_MODEL, messages=[{"role": "user", "content": "weather?"}], tools=tools, stream=True)]
     calls = [c for p in parts for c in (p.message.tool_calls or [])]
     assert len(calls) == 1
-    assert calls[0].function.name == "get_weather" and calls[0].function.arguments == {"city": "Paris"}
+    assert calls[0].function.name == "get_weather"
+    assert calls[0].function.arguments == {"city": "Paris"}
     assert parts[-1].done_reason == "stop"
 
 
@@ -124,7 +134,8 @@ async def test_no_models_loaded_triggers_load_and_retry(lmstudio) -> None:
 async def test_load_and_unload_requests(client: ollama.AsyncClient, lmstudio) -> None:
     vision = next(m for m in lmstudio.models if not m.loaded and m.type != "embeddings")
     loaded = await client.chat(model=vision.key, messages=[])
-    assert loaded.done and loaded.done_reason == "load"
+    assert loaded.done
+    assert loaded.done_reason == "load"
     assert lmstudio.model(vision.key).loaded
     unloaded = await client.generate(model=vision.key, prompt="", keep_alive=0)
     assert unloaded.done_reason == "unload"
@@ -145,14 +156,16 @@ async def test_embed_normalises_and_embeddings_does_not(client: ollama.AsyncClie
 async def test_unknown_model_is_404(client: ollama.AsyncClient) -> None:
     with pytest.raises(ollama.ResponseError) as info:
         await client.chat(model="nope", messages=[{"role": "user", "content": "x"}])
-    assert info.value.status_code == 404 and info.value.error == "model 'nope' not found"
+    assert info.value.status_code == 404
+    assert info.value.error == "model 'nope' not found"
 
 
 async def test_backend_error_keeps_its_status_and_message(client: ollama.AsyncClient, lmstudio) -> None:
     lmstudio.fail_next(400, {"error": "'response_format.type' must be 'json_schema' or 'text'"})
     with pytest.raises(ollama.ResponseError) as info:
         await client.chat(model=CHAT_MODEL, messages=[{"role": "user", "content": "x"}])
-    assert info.value.status_code == 400 and "json_schema" in info.value.error
+    assert info.value.status_code == 400
+    assert "json_schema" in info.value.error
 
 
 async def test_v1_passthrough_equals_backend_and_maps_names(lmstudio) -> None:
@@ -162,9 +175,11 @@ async def test_v1_passthrough_equals_backend_and_maps_names(lmstudio) -> None:
             assert await through.read() == await direct.read()
         body = {"model": CHAT_MODEL + ":latest", "messages": [{"role": "user", "content": "x"}], "stream": True}
         async with http.post(url + "/v1/chat/completions", json=body) as resp:
-            assert resp.status == 200 and resp.content_type == "text/event-stream"
+            assert resp.status == 200
+            assert resp.content_type == "text/event-stream"
             text = (await resp.read()).decode()
-    assert "via" in text and text.rstrip().endswith("data: [DONE]")
+    assert "via" in text
+    assert text.rstrip().endswith("data: [DONE]")
     assert lmstudio.bodies("/v1/chat/completions")[-1]["model"] == CHAT_MODEL
 
 
@@ -176,16 +191,19 @@ async def test_stream_lines_are_ndjson(lmstudio) -> None:
             assert resp.headers["Content-Type"] == "application/x-ndjson"
             raw = await resp.read()
     lines = raw.split(b"\n")
-    assert lines[-1] == b"" and all(lines[:-1])
+    assert lines[-1] == b""
+    assert all(lines[:-1])
     docs = [json.loads(line) for line in lines[:-1]]
-    assert docs[-1]["done"] is True and all(not d["done"] for d in docs[:-1])
+    assert docs[-1]["done"] is True
+    assert all(not d["done"] for d in docs[:-1])
     assert all("error" not in d for d in docs)
 
 
 async def test_suffix_needs_a_model_that_can_insert(client: ollama.AsyncClient, lmstudio) -> None:
     with pytest.raises(ollama.ResponseError) as info:
         await client.generate(model=CHAT_MODEL, prompt="def f(", suffix="return x")
-    assert info.value.status_code == 400 and info.value.error == f'"{CHAT_MODEL}" does not support insert'
+    assert info.value.status_code == 400
+    assert info.value.error == f'"{CHAT_MODEL}" does not support insert'
     assert lmstudio.bodies("/v1/completions") == []
 
 
@@ -193,7 +211,8 @@ async def test_embedding_model_cannot_chat(client: ollama.AsyncClient, lmstudio)
     embedder = next(m.key for m in lmstudio.models if m.type == "embeddings")
     with pytest.raises(ollama.ResponseError) as info:
         await client.chat(model=embedder, messages=[{"role": "user", "content": "x"}])
-    assert info.value.status_code == 400 and info.value.error == f'"{embedder}" does not support chat'
+    assert info.value.status_code == 400
+    assert info.value.error == f'"{embedder}" does not support chat'
 
 
 async def test_tool_round_trip_links_results_to_calls(client: ollama.AsyncClient, lmstudio) -> None:
@@ -236,4 +255,5 @@ async def test_show_of_an_unknown_model_names_it_with_its_tag(client: ollama.Asy
                                                               named: str) -> None:
     with pytest.raises(ollama.ResponseError) as info:
         await client.show(asked)
-    assert info.value.status_code == 404 and info.value.error == f"model '{named}' not found"
+    assert info.value.status_code == 404
+    assert info.value.error == f"model '{named}' not found"

@@ -37,7 +37,8 @@ async def test_official_js_client(lmstudio: LMStudioEmulation) -> None:
     out = json.loads(stdout)
     assert out["version"].count(".") == 2
     assert f"{chat_model}:latest" in out["models"]
-    assert "completion" in out["capabilities"] and "general.architecture" in out["modelInfoKeys"]
+    assert "completion" in out["capabilities"]
+    assert "general.architecture" in out["modelInfoKeys"]
     assert out["chatStream"] == {"text": "one two", "done": True, "doneReason": "stop", "evalCount": 2}
     assert out["chat"] == {"text": "whole answer", "done": True}
     assert out["generate"] == "gen text"

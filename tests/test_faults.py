@@ -116,7 +116,8 @@ async def test_fault_before_first_byte(
     got = await call(shim, stream=stream)
     assert got.status == status, got
     assert got.content_type.startswith("application/json")
-    assert len(got.lines) == 1 and set(got.lines[0]) == {"error"}
+    assert len(got.lines) == 1
+    assert set(got.lines[0]) == {"error"}
     assert error in got.error
     assert len(upstream.calls) == 1  # no retry for these
     await assert_backend_released(upstream)
@@ -137,10 +138,12 @@ AFTER = [
 async def test_fault_after_first_byte(shim: str, upstream: FaultUpstream, fault: Fault, error: str) -> None:
     upstream.script(fault)
     got = await call(shim, stream=True)
-    assert got.status == 200 and got.content_type == "application/x-ndjson"
+    assert got.status == 200
+    assert got.content_type == "application/x-ndjson"
     assert got.text == "one two three "  # what came before the fault, once
     assert not any(line.get("done") for line in got.lines)
-    assert set(got.lines[-1]) == {"error"} and error in got.error
+    assert set(got.lines[-1]) == {"error"}
+    assert error in got.error
     assert len(upstream.calls) == 1  # never retried once bytes went out, even for "Loading model"
     await assert_backend_released(upstream)
     await assert_still_serving(shim)
@@ -153,7 +156,8 @@ async def test_fault_after_first_byte(shim: str, upstream: FaultUpstream, fault:
 async def test_slow_backend_within_timeouts_succeeds(shim: str, upstream: FaultUpstream, stream: bool) -> None:
     upstream.script(Fault(delay=0.15, words=4))  # 0.15 s between chunks < idle 0.5 s; 0.6 s in all < 1 s
     got = await call(shim, stream=stream)
-    assert got.status == 200 and got.lines[-1]["done"] is True
+    assert got.status == 200
+    assert got.lines[-1]["done"] is True
     assert got.text.split() == ["one", "two", "three", "four"]
 
 
@@ -163,9 +167,11 @@ async def test_total_timeout_cuts_a_slow_stream_with_an_error_line(upstream: Fau
                             "--total-timeout", "0.7") as url:
         streamed = await call(url, stream=True)
         whole = await call(url, stream=False)
-    assert streamed.status == 200 and 0 < len(streamed.lines) - 1 < 8
+    assert streamed.status == 200
+    assert 0 < len(streamed.lines) - 1 < 8
     assert "(total timeout 0.7 s)" in streamed.error
-    assert whole.status == 504 and "(total timeout 0.7 s)" in whole.error
+    assert whole.status == 504
+    assert "(total timeout 0.7 s)" in whole.error
     await assert_backend_released(upstream)
 
 
@@ -183,14 +189,16 @@ async def test_not_loaded_is_retried_then_succeeds(
 ) -> None:
     upstream.script(refusal, refusal)
     got = await call(shim, stream=stream)
-    assert got.status == 200 and got.lines[-1]["done"] is True
+    assert got.status == 200
+    assert got.lines[-1]["done"] is True
     assert len(upstream.calls) == 3
 
 
 async def test_retries_are_bounded(shim: str, upstream: FaultUpstream, quick_retries: None) -> None:
     upstream.default = Fault("status", status=503, message=LOADING)
     got = await call(shim, stream=True)
-    assert got.status == 503 and got.error == LOADING
+    assert got.status == 503
+    assert got.error == LOADING
     assert len(upstream.calls) == len(relay.RETRY_DELAYS) + 1
 
 
@@ -202,8 +210,10 @@ async def test_refused_connection_is_502_cannot_reach() -> None:
     async with shim_in_loop("--backend", dead, "--backend-kind", "generic", *TIMEOUTS) as url:
         got = await call(url, stream=True)
         tags = await call(url, stream=False, path="/api/tags", method="GET")
-    assert got.status == 502 and got.error.startswith(f"cannot reach backend at {dead}")
-    assert tags.status == 502 and "cannot reach backend" in tags.error
+    assert got.status == 502
+    assert got.error.startswith(f"cannot reach backend at {dead}")
+    assert tags.status == 502
+    assert "cannot reach backend" in tags.error
 
 
 async def test_unanswered_connect_is_502_within_the_connect_timeout() -> None:

@@ -49,7 +49,8 @@ async def test_a_refused_chat_is_sent_once_more_cut_to_fit(
     upstream.script(Fault("status", status=400, message=refusal))
     sent = history()
     status, lines = await post(shim, {"model": MODEL, "messages": sent, "stream": stream})
-    assert status == 200 and lines[-1]["done"] is True
+    assert status == 200
+    assert lines[-1]["done"] is True
     assert "error" not in lines[-1]
     first, second = (call.body["messages"] for call in upstream.calls)
     assert len(first) == len(sent)
@@ -111,12 +112,15 @@ async def test_other_errors_are_not_retried(shim: str, upstream: FaultUpstream) 
 async def test_a_short_chat_is_sent_whole(shim: str, upstream: FaultUpstream) -> None:
     sent = history(2)
     status, _ = await post(shim, {"model": MODEL, "messages": sent, "stream": False, "options": {"num_ctx": 100_000}})
-    assert status == 200 and len(upstream.calls[0].body["messages"]) == len(sent)
+    assert status == 200
+    assert len(upstream.calls[0].body["messages"]) == len(sent)
 
 
 async def test_num_ctx_cuts_the_chat_ahead_of_time(shim: str, upstream: FaultUpstream) -> None:
     status, _ = await post(shim, {"model": MODEL, "messages": history(), "stream": False,
                                   "options": {"num_ctx": 2048, "num_predict": 100}})
     kept = upstream.calls[0].body["messages"]
-    assert status == 200 and len(upstream.calls) == 1
-    assert 1 < len(kept) < len(history()) and kept[0]["role"] == "system"
+    assert status == 200
+    assert len(upstream.calls) == 1
+    assert 1 < len(kept) < len(history())
+    assert kept[0]["role"] == "system"

@@ -30,7 +30,8 @@ async def shim(upstream: FaultUpstream):
 @pytest.mark.parametrize("stream", [True, False])
 async def test_generate_ends_with_an_empty_context(shim: str, stream: bool) -> None:
     lines = await generate(shim, {"model": MODEL, "prompt": "hi", "stream": stream})
-    assert lines[-1]["done"] is True and lines[-1]["context"] == []
+    assert lines[-1]["done"] is True
+    assert lines[-1]["context"] == []
     assert all("context" not in line for line in lines[:-1])
 
 
@@ -43,7 +44,8 @@ async def test_a_context_sent_in_is_accepted(shim: str, stream: bool) -> None:
 @pytest.mark.parametrize("stream", [True, False])
 async def test_raw_generate_has_no_context(shim: str, stream: bool) -> None:
     lines = await generate(shim, {"model": MODEL, "prompt": "hi", "stream": stream, "raw": True})
-    assert lines[-1]["done"] is True and "context" not in lines[-1]
+    assert lines[-1]["done"] is True
+    assert "context" not in lines[-1]
 
 
 async def test_chat_has_no_context(shim: str) -> None:

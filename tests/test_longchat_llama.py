@@ -78,7 +78,8 @@ def test_a_60_turn_chat_answers(shim: str, stream: bool) -> None:
     assert status == 200, lines
     assert all("error" not in line for line in lines)
     done = lines[-1]
-    assert done["done"] is True and all(not line["done"] for line in lines[:-1])
+    assert done["done"] is True
+    assert all(not line["done"] for line in lines[:-1])
     assert stream or len(lines) == 1
     # The prompt was cut to fit with room for the answer, and not much shorter than that.
     assert CONTEXT // 2 < done["prompt_eval_count"] <= CONTEXT - 8
@@ -120,6 +121,7 @@ def test_generate_ends_with_the_conversation_as_token_ids(shim: str, server: Lla
     answer = "".join(line["response"] for line in lines)
     _, rendered = server.post("/apply-template", {"messages": [{"role": "user", "content": "Say hello."}]})
     _, tokens = server.post("/tokenize", {"content": rendered["prompt"] + answer})
-    assert done["done"] is True and done["context"] == tokens["tokens"]
+    assert done["done"] is True
+    assert done["context"] == tokens["tokens"]
     assert len(done["context"]) > done["eval_count"] > 0
     assert all("context" not in line for line in lines[:-1])

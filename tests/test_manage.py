@@ -32,7 +32,8 @@ async def test_pull_of_a_model_lmstudio_cannot_find_is_a_404_naming_it(client, l
     with pytest.raises(ollama.ResponseError) as info:
         await api.pull("llama3")  # asked of LM Studio's download (``test_pull``), which knows no such model
     assert info.value.status_code == 404
-    assert info.value.error.startswith("pull model manifest: file does not exist") and lmstudio.url in info.value.error
+    assert info.value.error.startswith("pull model manifest: file does not exist")
+    assert lmstudio.url in info.value.error
 
 
 @pytest.mark.parametrize(
@@ -56,4 +57,5 @@ async def test_delete_of_a_backend_model_through_the_client_raises(client, lmstu
     with pytest.raises(ollama.ResponseError) as info:
         await api.delete("qwen2.5-7b-instruct")
     assert info.value.status_code == 400
-    assert "lives in the backend" in info.value.error and lmstudio.url in info.value.error
+    assert "lives in the backend" in info.value.error
+    assert lmstudio.url in info.value.error

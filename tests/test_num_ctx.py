@@ -126,5 +126,6 @@ async def test_llamacpp_is_told_about_once_per_model(caplog: pytest.LogCaptureFi
                 assert await loader.fit_context(resolved, 8192) is resolved  # the request goes through
         said = [r.message for r in caplog.records if "num_ctx 8192" in r.message]
         assert len(said) == 2
-        assert "context of 2048" in said[0] and "context of 4096" in said[1]
+        assert "context of 2048" in said[0]
+        assert "context of 4096" in said[1]
         assert router.posts() == []  # nothing is reloaded

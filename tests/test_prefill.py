@@ -111,7 +111,8 @@ def test_vllm_is_asked_to_continue_the_final_message() -> None:
 )
 def test_no_continue_flags_elsewhere(messages: list[ow.RequestMessage], kind: str) -> None:
     sent = _encoded_request(messages, kind)
-    assert "continue_final_message" not in sent and "add_generation_prompt" not in sent
+    assert "continue_final_message" not in sent
+    assert "add_generation_prompt" not in sent
 
 
 def _recorded_text() -> str:
@@ -149,7 +150,8 @@ def test_a_whole_completion_loses_the_echo_too() -> None:
                          "finish_reason": "stop"}]}
     completion = msgspec.convert(body, ChatCompletion)
     answer = completion_to_ollama(completion, context("chat", echoed_prefix=PARTIAL))
-    assert isinstance(answer, ow.ChatChunk) and answer.message.content == " are blue."
+    assert isinstance(answer, ow.ChatChunk)
+    assert answer.message.content == " are blue."
 
 
 def test_an_answer_that_ends_inside_the_prefix_is_released_on_the_done_chunk() -> None:

@@ -91,11 +91,13 @@ async def test_a_streamed_pull_shows_progress_and_ends_in_success(shim: str, lms
     progress = lines[1:-3]
     assert progress, "no progress lines"
     digest = progress[0]["digest"]
-    assert digest.startswith("sha256:") and len(digest) == 7 + 64
+    assert digest.startswith("sha256:")
+    assert len(digest) == 7 + 64
     assert {p["status"] for p in progress} == {f"pulling {digest[7:19]}"}
     assert {p["total"] for p in progress} == {SMOL.size_bytes}
     completed = [p.get("completed", 0) for p in progress]
-    assert completed == sorted(completed) and completed[-1] == SMOL.size_bytes
+    assert completed == sorted(completed)
+    assert completed[-1] == SMOL.size_bytes
     assert lmstudio.bodies("/api/v1/models/download") == [{"model": HF_URL, "quantization": "Q8_0"}]
 
 
@@ -117,7 +119,8 @@ async def test_a_model_lmstudio_already_has_succeeds_without_a_job(shim: str, lm
     lmstudio.downloadable = {"hf-only-name": SMOL}  # not a name the shim resolves, but LM Studio has it
     status, lines = await pull_lines(shim, {"model": "hf-only-name"})
     assert status == 200
-    assert lines[0] == {"status": "pulling manifest"} and lines[-1] == {"status": "success"}
+    assert lines[0] == {"status": "pulling manifest"}
+    assert lines[-1] == {"status": "success"}
     assert not [r for r in lmstudio.requests if r.path.startswith("/api/v1/models/download/status")]
 
 
@@ -145,7 +148,8 @@ async def test_a_failed_download_ends_with_an_error_line(shim: str, lmstudio: LM
 
 async def test_a_tag_lmstudio_cannot_take_is_a_400_before_any_line(shim: str, lmstudio: LMStudioEmulation) -> None:
     status, lines = await pull_lines(shim, {"model": "qwen3:8b"})
-    assert status == 400 and "its catalog has no tags" in lines[0]["error"]
+    assert status == 400
+    assert "its catalog has no tags" in lines[0]["error"]
     assert lmstudio.bodies("/api/v1/models/download") == []
 
 
@@ -186,7 +190,8 @@ async def test_backends_that_cannot_download_say_what_to_do_instead(kind: str, a
         async with shim_in_loop("--backend", backend.url, "--backend-kind", kind) as url:
             status, lines = await pull_lines(url, {"model": "other-model"})
             assert status == 400
-            assert backend.url in lines[0]["error"] and f"({kind})" in lines[0]["error"]
+            assert backend.url in lines[0]["error"]
+            assert f"({kind})" in lines[0]["error"]
             assert advice in lines[0]["error"]
             async with async_client(url) as api:
                 assert (await api.pull("served-model")).status == "success"

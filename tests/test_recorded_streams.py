@@ -49,9 +49,11 @@ def test_recorded_stream_translates_faithfully(name: str) -> None:
     lines = [json.loads(line) for line in whole.splitlines()]
     assert "".join(line["message"]["content"] for line in lines) == text
     done = lines[-1]
-    assert done["done"] is True and all(not line["done"] for line in lines[:-1])
+    assert done["done"] is True
+    assert all(not line["done"] for line in lines[:-1])
     assert (done["done_reason"], done["prompt_eval_count"], done["eval_count"]) == (reason, prompt_count, eval_count)
-    assert done["prompt_eval_duration"] > 0 and done["eval_duration"] > 0
+    assert done["prompt_eval_duration"] > 0
+    assert done["eval_duration"] > 0
 
 
 @pytest.mark.parametrize("name", STREAMS)

@@ -340,8 +340,10 @@ async def test_a_router_model_shows_the_same_after_it_is_unloaded(a: ScriptedBac
         assert [m.record.loaded for m in seen] == [True, False, False, True, False]
         for later in seen[1:]:
             assert shown(later) == shown(first_load)
-        assert first_load.record.size == 96576768 and first_load.record.capabilities == ("completion",)
-        assert first_load.record.context_length == 4096 and seen[1].record.context_length == 4096
+        assert first_load.record.size == 96576768
+        assert first_load.record.capabilities == ("completion",)
+        assert first_load.record.context_length == 4096
+        assert seen[1].record.context_length == 4096
         assert before.record.modified_ns == first_load.record.modified_ns == START_NS  # first seen, not `created`
 
 

@@ -168,7 +168,8 @@ def test_unknown_roles_are_rejected_by_name(role: str) -> None:
 def test_assistant_thinking_is_not_sent_back() -> None:
     history = [*USER_HI, {"role": "assistant", "content": "hello", "thinking": "greet them"}]
     body = chat_bytes({"messages": history})
-    assert b"greet them" not in body and b"thinking" not in body
+    assert b"greet them" not in body
+    assert b"thinking" not in body
     assert b'{"role":"assistant","content":"hello"}' in body
 
 
@@ -487,7 +488,8 @@ def test_think_per_dialect(kind: str, think: Any, expected: dict[str, Any]) -> N
 @pytest.mark.parametrize("kind", KINDS)
 def test_omitted_think_sends_nothing(kind: str) -> None:
     body = chat_bytes({"messages": USER_HI}, kind)
-    assert b"reasoning" not in body and b"enable_thinking" not in body
+    assert b"reasoning" not in body
+    assert b"enable_thinking" not in body
 
 
 @pytest.mark.parametrize(
@@ -628,13 +630,16 @@ def test_options_reach_the_request_and_ignored_names_the_plan() -> None:
     plan = chat_plan({"messages": USER_HI, "options": {"num_predict": 64, "top_k": 5, "num_ctx": 8192}}, "openai")
     body = msgspec.json.encode(plan.request)
     assert b'"max_completion_tokens":64' in body
-    assert b"top_k" not in body and b"num_ctx" not in body and b'"max_tokens"' not in body
+    assert b"top_k" not in body
+    assert b"num_ctx" not in body
+    assert b'"max_tokens"' not in body
     assert plan.ignored_options == (IgnoredOption("top_k", "unsupported"), IgnoredOption("num_ctx", "load_time"))
 
 
 def test_unlimited_num_predict_sends_no_max_tokens() -> None:
     body = chat_bytes({"messages": USER_HI, "options": {"num_predict": -1}})
-    assert b"max_tokens" not in body and b"max_completion_tokens" not in body
+    assert b"max_tokens" not in body
+    assert b"max_completion_tokens" not in body
 
 
 def test_wrong_option_type_fails_the_request() -> None:
@@ -697,7 +702,8 @@ def test_generate_bad_image() -> None:
 
 def test_generate_context_is_accepted_and_not_sent() -> None:
     body = msgspec.json.encode(generate_plan({"prompt": "hi", "context": [1, 2, 3]}).request)
-    assert b"context" not in body and b"[1,2,3]" not in body
+    assert b"context" not in body
+    assert b"[1,2,3]" not in body
 
 
 @pytest.mark.parametrize(
@@ -719,7 +725,9 @@ def test_generate_empty_suffix_is_no_suffix() -> None:
 
 def test_completions_carry_no_chat_fields() -> None:
     body = msgspec.json.encode(generate_plan({"prompt": "x", "raw": True, "think": True, "format": "json"}).request)
-    assert b"messages" not in body and b"chat_template_kwargs" not in body and b"reasoning" not in body
+    assert b"messages" not in body
+    assert b"chat_template_kwargs" not in body
+    assert b"reasoning" not in body
     assert b'"response_format":{"type":"json_object"}' in body
 
 

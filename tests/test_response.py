@@ -66,7 +66,8 @@ def test_llamacpp_reasoning_generate() -> None:
 
 def test_think_false_drops_the_reasoning() -> None:
     out = chat(LLAMACPP_REASONING, hide_thinking=True)
-    assert b'"thinking"' not in out and b'"content":"Hi there."' in out
+    assert b'"thinking"' not in out
+    assert b'"content":"Hi there."' in out
 
 
 LMSTUDIO_INLINE = (
@@ -183,8 +184,10 @@ def test_errors_in_a_whole_response(body: bytes, message: str, status: int) -> N
 def test_empty_answers_still_have_content_and_counts(body: bytes) -> None:
     out = msgspec.json.decode(chat(body))
     assert out["message"] == {"role": "assistant", "content": ""}
-    assert out["done"] is True and out["done_reason"] == "stop"
-    assert out["prompt_eval_count"] == 0 and out["eval_count"] == 0
+    assert out["done"] is True
+    assert out["done_reason"] == "stop"
+    assert out["prompt_eval_count"] == 0
+    assert out["eval_count"] == 0
     assert out["load_duration"] == LOAD_NS
 
 

@@ -72,7 +72,9 @@ async def test_plain_text_with_instructions(lms: openai.AsyncOpenAI, lmstudio: L
                                           max_output_tokens=50, temperature=0.3)
     assert response.output_text == "one two three"
     assert (response.status, response.model, response.object) == ("completed", LMS_MODEL, "response")
-    assert response.usage is not None and response.usage.input_tokens == 12 and response.usage.output_tokens == 3
+    assert response.usage is not None
+    assert response.usage.input_tokens == 12
+    assert response.usage.output_tokens == 3
     assert response.usage.total_tokens == 15
     body = sent(lmstudio)
     assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
@@ -84,8 +86,10 @@ async def test_streamed_text_through_the_sdk_helper(lms: openai.AsyncOpenAI, lms
     async with lms.responses.stream(model=LMS_MODEL, input="hi") as stream:
         types = [event.type async for event in stream]
         final = await stream.get_final_response()
-    assert final.output_text == "one two three" and final.model == LMS_MODEL
-    assert types[:2] == ["response.created", "response.in_progress"] and types[-1] == "response.completed"
+    assert final.output_text == "one two three"
+    assert final.model == LMS_MODEL
+    assert types[:2] == ["response.created", "response.in_progress"]
+    assert types[-1] == "response.completed"
     assert types.count("response.output_text.delta") == 3
     assert types.index("response.output_item.added") < types.index("response.output_text.delta")
 
@@ -151,8 +155,10 @@ async def test_reasoning_streams_as_summary_and_goes_back(lms: openai.AsyncOpenA
         final = await stream.get_final_response()
     assert "".join(thinking) == "two plus two"
     reasoning, message = final.output
-    assert reasoning.type == "reasoning" and reasoning.summary[0].text == "two plus two"
-    assert message.type == "message" and final.output_text == "Four."
+    assert reasoning.type == "reasoning"
+    assert reasoning.summary[0].text == "two plus two"
+    assert message.type == "message"
+    assert final.output_text == "Four."
     assert sent(lmstudio)["reasoning_effort"] == "high"
     history: Any = [{"role": "user", "content": "2+2?"}, *[item.model_dump(exclude_none=True) for item in final.output],
                     {"role": "user", "content": "times two?"}]
@@ -179,7 +185,8 @@ async def test_codex_request_shape(lmstudio: LMStudioEmulation) -> None:
         aiohttp.ClientSession() as session,
         session.post(url + "/v1/responses", json=body) as resp,
     ):
-        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        assert resp.status == 200
+        assert resp.content_type == "text/event-stream"
         events = await sse_events(resp)
     assert all(name == data["type"] for name, data in events)
     assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
@@ -271,7 +278,9 @@ async def test_generic_backend(shim: str, upstream: FaultUpstream, stream: bool)
         else:
             response = await client.responses.create(model=MODEL, input="hi")
     assert response.output_text.strip() == "one two three four five six seven eight"
-    assert response.model == MODEL and response.usage is not None and response.usage.input_tokens == 5
+    assert response.model == MODEL
+    assert response.usage is not None
+    assert response.usage.input_tokens == 5
     assert upstream.calls[-1].stream is stream  # generic backends: a whole answer is asked for whole
     assert upstream.calls[-1].path == "/v1/chat/completions"
 
@@ -339,16 +348,21 @@ def test_llama_plain_and_streamed(llama: tuple[openai.OpenAI, str]) -> None:
     assert last.type in ("response.completed", "response.incomplete")
     streamed = last.response
     assert whole.model == streamed.model == model  # the client's name, not the backend's file path
-    assert whole.output_text and whole.output_text == streamed.output_text == "".join(deltas)
-    assert whole.usage is not None and whole.usage.input_tokens > 0 and whole.usage.output_tokens > 0
+    assert whole.output_text
+    assert whole.output_text == streamed.output_text == "".join(deltas)
+    assert whole.usage is not None
+    assert whole.usage.input_tokens > 0
+    assert whole.usage.output_tokens > 0
 
 
 def test_llama_length_stop_is_incomplete(llama: tuple[openai.OpenAI, str]) -> None:
     client, model = llama
     response = client.responses.create(model=model, input="Write a long story.", max_output_tokens=3)
     assert response.status == "incomplete"
-    assert response.incomplete_details is not None and response.incomplete_details.reason == "max_output_tokens"
-    assert response.usage is not None and response.usage.output_tokens == 3
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.usage is not None
+    assert response.usage.output_tokens == 3
 
 
 def test_llama_structured_output(llama: tuple[openai.OpenAI, str]) -> None:

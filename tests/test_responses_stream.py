@@ -87,7 +87,8 @@ def test_events_are_well_formed(name: str) -> None:
         elif "item_id" in event:  # every delta and part event belongs to the item open at its index
             assert open_items[event["output_index"]] == event["item_id"]
     if error is not None:  # the stream ends where the backend broke; the route adds an `error` event
-        assert name in ERRORS and events[-1]["type"] not in ("response.completed", "response.incomplete")
+        assert name in ERRORS
+        assert events[-1]["type"] not in ("response.completed", "response.incomplete")
         return
     assert not open_items  # every item was closed
     final = events[-1]
@@ -120,19 +121,23 @@ def test_reasoning_then_message() -> None:
     reasoning, message = events[-1]["response"]["output"]
     assert reasoning["summary"][0]["text"].startswith("The user")
     assert reasoning["encrypted_content"] == reasoning["summary"][0]["text"]
-    assert message["status"] == "completed" and message["content"][0]["type"] == "output_text"
+    assert message["status"] == "completed"
+    assert message["content"][0]["type"] == "output_text"
 
 
 def test_tool_call_is_one_function_call_item() -> None:
     events, _ = replay([_raw("llamacpp_tool_calls")])
     added = [e for e in events if e["type"] == "response.output_item.added"]
     assert [e["item"]["type"] for e in added] == ["function_call"]
-    assert added[0]["item"]["arguments"] == "" and added[0]["item"]["status"] == "in_progress"
+    assert added[0]["item"]["arguments"] == ""
+    assert added[0]["item"]["status"] == "in_progress"
     deltas = [e for e in events if e["type"] == "response.function_call_arguments.delta"]
     assert [json.loads(e["delta"]) for e in deltas] == [{"city": "Paris", "unit": "celsius"}]
     (call,) = events[-1]["response"]["output"]
-    assert call["call_id"] == "kq3GJpBg8oBLt7dG9mVw7b1Wn4UbT5xM" and call["name"] == "get_weather"
-    assert call["status"] == "completed" and call["arguments"] == deltas[0]["delta"]
+    assert call["call_id"] == "kq3GJpBg8oBLt7dG9mVw7b1Wn4UbT5xM"
+    assert call["name"] == "get_weather"
+    assert call["status"] == "completed"
+    assert call["arguments"] == deltas[0]["delta"]
     assert events[-1]["response"]["usage"]["input_tokens"] == 211
 
 
@@ -156,7 +161,8 @@ def test_completed_object_is_the_template_filled_in() -> None:
     final = events[-1]["response"]
     assert (final["status"], final["completed_at"], final["model"]) == ("completed", 1_761_499_282, "shim-test:latest")
     assert final["id"] == events[0]["response"]["id"] == "resp_abc"
-    assert events[0]["response"]["output"] == [] and events[0]["response"]["usage"] is None
+    assert events[0]["response"]["output"] == []
+    assert events[0]["response"]["usage"] is None
 
 
 def test_error_midstream_keeps_what_came_before() -> None:
@@ -167,7 +173,8 @@ def test_error_midstream_keeps_what_came_before() -> None:
 
 def test_answer_longer_than_the_limit_is_an_error() -> None:
     events, error = replay([_raw("llamacpp_text_timings")], max_text_bytes=3)
-    assert error is not None and "longer than the limit of 3 bytes" in error
+    assert error is not None
+    assert "longer than the limit of 3 bytes" in error
     assert not [e for e in events if e["type"] == "response.completed"]
 
 

@@ -63,7 +63,8 @@ def test_a_request_in_flight_keeps_the_model_loaded(api: ollama.Client) -> None:
             break
         seen_loaded.append(listed(api) is not None)
     stream.close()  # the client leaves: the request ends, and with it the model's reprieve
-    assert seen_loaded and all(seen_loaded)
+    assert seen_loaded
+    assert all(seen_loaded)
     assert unloaded_after(api, time.monotonic()) <= UNLOAD_BOUND
 
 
@@ -72,7 +73,8 @@ def test_a_larger_num_ctx_goes_through_and_the_real_context_is_shown(api: ollama
                       options={"num_ctx": 8192, "num_predict": 4, "temperature": 0})
     assert answer.done
     entry = listed(api)
-    assert entry is not None and entry.context_length == 2048  # the router's -c, not the num_ctx asked
+    assert entry is not None
+    assert entry.context_length == 2048  # the router's -c, not the num_ctx asked
     shown = api.show(SMOL)
     assert "num_ctx                        2048" in (shown.parameters or "")
     assert (shown.modelinfo or {}).get("llama.context_length") == 2048

@@ -166,7 +166,8 @@ async def test_a_queued_request_waits_no_longer_than_the_queue_wait() -> None:
     with pytest.raises(Exception, match="no place came free"):
         await router.admit(replica)
     held.release()
-    assert replica.health.in_flight == 0 and not replica.health.waiting
+    assert replica.health.in_flight == 0
+    assert not replica.health.waiting
 
 
 # -- through the shim --------------------------------------------------------------------------------
@@ -273,7 +274,8 @@ async def test_every_endpoint_fails_over_before_the_first_byte(
         assert status == 200, raw
         assert good in raw
         assert len(first.calls) == 1
-        assert len(second.calls) == 1 and second.calls[0].completed
+        assert len(second.calls) == 1
+        assert second.calls[0].completed
 
 
 async def test_a_failure_after_the_first_byte_is_not_retried() -> None:
@@ -290,7 +292,8 @@ async def test_the_last_replicas_failure_is_the_answer() -> None:
         for up in ups:
             up.script(Fault("status", status=500, message="CUDA error"))
         status, lines = await chat(url)
-        assert status == 500 and lines == [{"error": "CUDA error"}]
+        assert status == 500
+        assert lines == [{"error": "CUDA error"}]
         assert [len(up.calls) for up in ups] == [1, 1]
 
 
@@ -303,7 +306,8 @@ async def test_a_hung_replica_costs_the_first_byte_timeout_once() -> None:
             began = time.monotonic()
             status, lines = await chat(url)
             took.append(time.monotonic() - began)
-            assert status == 200 and lines[-1]["done"] is True
+            assert status == 200
+            assert lines[-1]["done"] is True
         assert len(hung.calls) == 1  # tried once, then down
         slow = [t for t in took if t >= 0.9]
         assert len(slow) <= 1, took
@@ -382,7 +386,8 @@ async def test_a_busy_replica_is_not_given_more_while_another_is_idle() -> None:
         busy, idle = (slow, quick) if slow.calls else (quick, slow)
         for _ in range(3):
             assert (await chat(url))[0] == 200
-        assert len(idle.calls) == 3 and len(busy.calls) == 1
+        assert len(idle.calls) == 3
+        assert len(busy.calls) == 1
         await long_one
 
 
@@ -422,7 +427,9 @@ async def test_priority_falls_back_and_returns() -> None:
     async with replicas(3, *QUICK_BACKOFF, per_backend=priorities) as (url, (a, b, cloud)):
         for _ in range(4):
             assert (await chat(url))[0] == 200
-        assert cloud.calls == [] and len(a.calls) == 2 and len(b.calls) == 2
+        assert cloud.calls == []
+        assert len(a.calls) == 2
+        assert len(b.calls) == 2
         for local in (a, b):  # down, and their probes fail too
             local.default = local.models_fault = Fault("status", status=502, message="down")
         assert (await chat(url))[0] == 200
@@ -448,7 +455,8 @@ async def test_groups_keep_replicas_apart(tmp_path: Any) -> None:
         async with shim_in_loop("--config", str(config), *TIMEOUTS) as shim:
             for _ in range(3):
                 assert (await chat(shim.url))[0] == 200
-        assert len(desk.calls) == 3 and team.calls == []  # not one model: the first group wins the name
+        assert len(desk.calls) == 3
+        assert team.calls == []  # not one model: the first group wins the name
 
 
 async def test_a_group_member_that_never_answered_is_a_replica(tmp_path: Any) -> None:

@@ -44,7 +44,8 @@ def test_public_address_without_key_is_warned_about(host: str, key: str | None, 
     warning = server.exposure_warning(Settings(host=host, api_key=key))
     assert (warning is not None) is warns
     if warns:
-        assert host in warning and "--api-key" in warning
+        assert host in warning
+        assert "--api-key" in warning
 
 
 async def test_start_logs_the_exposure_warning(
@@ -78,7 +79,8 @@ async def test_api_key_is_required_when_configured(upstream: FaultUpstream) -> N
         assert upstream.calls == []
         good = {"Authorization": f"Bearer {KEY}"}
         status, body = await _status(s, "POST", url + "/api/chat", json=chat, headers=good)
-        assert status == 200 and body["done"] is True
+        assert status == 200
+        assert body["done"] is True
         # health checks stay open: GET and HEAD / only
         assert await _status(s, "GET", url + "/") == (200, "Ollama is running")
         assert (await _status(s, "HEAD", url + "/"))[0] == 200
@@ -173,8 +175,10 @@ def test_other_origins_refused_by_default(origin: str) -> None:
 
 def test_configured_origins_and_wildcards() -> None:
     policy = OriginPolicy(load_settings([], {"OLLAMA_ORIGINS": "https://app.example,https://*.corp.example"}).origins)
-    assert policy.allows("https://app.example") and policy.allows("https://chat.corp.example")
-    assert not policy.allows("https://corp.example.evil") and not policy.allows("https://other.example")
+    assert policy.allows("https://app.example")
+    assert policy.allows("https://chat.corp.example")
+    assert not policy.allows("https://corp.example.evil")
+    assert not policy.allows("https://other.example")
     assert not policy.allow_all
     assert OriginPolicy(load_settings(["--origins", "*"], {}).origins).allow_all
 
@@ -192,18 +196,23 @@ async def test_cors_on_the_wire(upstream: FaultUpstream) -> None:
             assert {"authorization", "content-type"} <= set(resp.headers["Access-Control-Allow-Headers"].lower()
                                                              .split(","))
         async with s.options(url + "/api/chat", headers={**preflight, "Origin": bad}) as resp:
-            assert resp.status == 403 and "not allowed" in (await resp.json())["error"]
+            assert resp.status == 403
+            assert "not allowed" in (await resp.json())["error"]
         auth = {"Authorization": f"Bearer {KEY}"}
         async with s.post(url + "/api/chat", json=chat, headers={**auth, "Origin": good}) as resp:  # a stream
-            assert resp.status == 200 and resp.headers["Access-Control-Allow-Origin"] == good
+            assert resp.status == 200
+            assert resp.headers["Access-Control-Allow-Origin"] == good
             assert "Origin" in resp.headers.getall("Vary")
             await resp.read()
         async with s.get(url + "/api/nope", headers={**auth, "Origin": good}) as resp:  # an error
-            assert resp.status == 404 and resp.headers["Access-Control-Allow-Origin"] == good
+            assert resp.status == 404
+            assert resp.headers["Access-Control-Allow-Origin"] == good
         async with s.post(url + "/api/chat", json=chat, headers={**auth, "Origin": bad}) as resp:
-            assert resp.status == 403 and "Access-Control-Allow-Origin" not in resp.headers
+            assert resp.status == 403
+            assert "Access-Control-Allow-Origin" not in resp.headers
         async with s.get(url + "/api/tags", headers=auth) as resp:  # not a browser: no CORS headers
-            assert resp.status == 200 and "Access-Control-Allow-Origin" not in resp.headers
+            assert resp.status == 200
+            assert "Access-Control-Allow-Origin" not in resp.headers
         same = {**auth, "Host": "shim.internal:8000", "Origin": "http://shim.internal:8000"}
         async with s.get(url + "/api/tags", headers=same) as resp:  # same origin is not cross-origin
             assert resp.status == 200
@@ -217,7 +226,8 @@ async def test_star_allows_every_origin_only_when_configured(upstream: FaultUpst
         aiohttp.ClientSession() as s,
         s.get(url + "/api/version", headers=anywhere) as resp,
     ):
-        assert resp.status == 200 and resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert resp.status == 200
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
 
 
 # -- secrets never logged ----------------------------------------------------------------------------------
@@ -246,7 +256,8 @@ async def test_backend_key_never_in_logs_or_answers(upstream: FaultUpstream, cap
                 answers.append(await resp.text())
         settings = load_settings(list(args), {})
     logged = caplog.text + repr(settings) + str(settings)
-    assert "Invalid API Key" in "".join(answers) and "cannot reach backend" in logged  # failures happened
+    assert "Invalid API Key" in "".join(answers)
+    assert "cannot reach backend" in logged  # failures happened
     for secret in (BACKEND_KEY, KEY):
         assert secret not in logged
         assert all(secret not in answer for answer in answers)
@@ -283,7 +294,8 @@ async def test_no_request_can_choose_the_backend(upstream: FaultUpstream) -> Non
         writer.close()
         await writer.wait_closed()
     assert status_line.startswith(b"HTTP/1.1 200")
-    assert decoy.calls == [] and decoy.model_listings == 0
+    assert decoy.calls == []
+    assert decoy.model_listings == 0
     assert len(upstream.calls) >= 3
 
 

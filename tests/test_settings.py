@@ -77,7 +77,8 @@ def test_defaults() -> None:
     s = load_settings([], {})
     assert (s.host, s.port) == ("127.0.0.1", 11434)
     assert s.backends == ()  # none configured: the server looks for one at start (discovery)
-    assert s.api_key is None and s.origins == ()
+    assert s.api_key is None
+    assert s.origins == ()
 
 
 def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:
@@ -88,7 +89,8 @@ def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:
     s = load_settings(["--catalog-ttl", "5"], env)
     assert s.port == 2222  # env beats file
     assert s.catalog_ttl == 5  # CLI beats env
-    assert s.log_level == "debug" and s.timeouts.idle == 7  # file beats defaults
+    assert s.log_level == "debug"
+    assert s.timeouts.idle == 7  # file beats defaults
     assert s.backends == (Backend("http://f:1", "k", "vllm"),)
 
 
@@ -353,7 +355,8 @@ def test_replica_options_of_backends_tables(tmp_path: Path) -> None:
         Backend("http://b:1", group="team"),
         Backend("https://cloud.test", "k", "openai", priority=-1),
     )
-    assert s.routing.affinity is True and s.routing.backoff == 2
+    assert s.routing.affinity is True
+    assert s.routing.backoff == 2
 
 
 def test_replica_options_by_position() -> None:

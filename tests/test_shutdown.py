@@ -100,10 +100,12 @@ async def test_running_requests_finish_within_the_grace(upstream: FaultUpstream,
         assert await _refuses_connections(url)  # stopped accepting at once
         rest = await _lines(streamed)
         answer = await whole
-        assert answer.status == 200 and (await answer.json())["message"]["content"].startswith("one two")
+        assert answer.status == 200
+        assert (await answer.json())["message"]["content"].startswith("one two")
         code, log = await _exit_code(proc)
     assert first["message"]["content"] == "one "
-    assert rest[-1]["done"] is True and "error" not in rest[-1]
+    assert rest[-1]["done"] is True
+    assert "error" not in rest[-1]
     words = "".join(line["message"]["content"] for line in [first, *rest]).split()
     assert words == ["one", "two", "three", "four", "five", "six", "seven", "eight"]
     assert code == 0, log
@@ -124,9 +126,12 @@ async def test_requests_past_the_grace_end_with_an_error(upstream: FaultUpstream
         silent = await pending
         silent_body = await silent.json()
         code, log = await _exit_code(proc)
-    assert streamed.status == 200 and len(lines) > 1
-    assert lines[-1] == SHUTTING_DOWN and not any(line.get("done") for line in lines)
-    assert silent.status == 503 and silent_body == SHUTTING_DOWN
+    assert streamed.status == 200
+    assert len(lines) > 1
+    assert lines[-1] == SHUTTING_DOWN
+    assert not any(line.get("done") for line in lines)
+    assert silent.status == 503
+    assert silent_body == SHUTTING_DOWN
     assert code == 0, log
     assert "ended 2 request(s) still running after the grace period" in log
     for c in upstream.calls:  # the backend was hung up on, not left generating

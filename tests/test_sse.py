@@ -138,12 +138,6 @@ def test_a_long_line_split_into_many_reads() -> None:
     assert decode(*reads) == [SSEEvent(payload.decode())]
 
 
-def test_event_is_frozen() -> None:
-    event = SSEEvent("a")
-    with pytest.raises(AttributeError):
-        event.data = "b"  # type: ignore[misc]
-
-
 # -- bounded: a line or an event's data past max_line raises ------------------------------------------
 
 CAP = 1000

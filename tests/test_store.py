@@ -176,7 +176,8 @@ def test_an_unusable_store_is_one_line_and_exit_2_at_start(
     err = capsys.readouterr().err
     assert status == 2
     assert expected in err
-    assert err.startswith("ollama-shim: error: ") and err.count("\n") == 1
+    assert err.startswith("ollama-shim: error: ")
+    assert err.count("\n") == 1
 
 
 # -- several processes --------------------------------------------------------------------------

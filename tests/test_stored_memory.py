@@ -101,7 +101,8 @@ def test_a_router_model_learned_through_a_load_is_known_at_once_after_a_restart(
         learned = _listed(url)
         api.generate(model=SMOL, prompt="", keep_alive=0)  # and unloaded again
         _wait_unloaded(api)
-    assert learned["size"] and learned["details"]["quantization_level"] == "Q4_1"  # type: ignore[index]
+    assert learned["size"]
+    assert learned["details"]["quantization_level"] == "Q4_1"  # type: ignore[index]
     with ShimThread(*args) as url, sync_client(url, timeout=300) as api:
         assert _listed(url) == learned
 

@@ -45,7 +45,8 @@ def test_whitespace_then_more(after: str, thinking: str, answer_tail: str) -> No
     got_thinking, answer, most_held = feed_all([" "] * CHUNKS + list(after))
     assert most_held <= HELD_BOUND
     assert got_thinking == thinking
-    assert answer.endswith(answer_tail) and set(answer[: -len(answer_tail)]) == {" "}
+    assert answer.endswith(answer_tail)
+    assert set(answer[: -len(answer_tail)]) == {" "}
     # whitespace still held when the tag came is dropped with it, the rest was answer already
     assert CHUNKS - HELD_BOUND <= len(answer) - len(answer_tail) <= CHUNKS
 

@@ -37,7 +37,8 @@ async def shim_with(upstream: FaultUpstream, *argv: str, limits: Limits | None =
 def assert_error(got: Outcome, status: int, text: str) -> None:
     assert got.status == status, got
     assert got.content_type.startswith("application/json")
-    assert len(got.lines) == 1 and set(got.lines[0]) == {"error"}
+    assert len(got.lines) == 1
+    assert set(got.lines[0]) == {"error"}
     assert got.error is not None and text in got.error, got.error
 
 
@@ -68,7 +69,8 @@ async def test_chat_answer_out_of_bounds_is_an_error(
         got = await call(url, stream=stream)
         assert_error(got, status, error)
         assert backend_named(got, upstream) or (fault.kind == "endless" and stream)
-        assert elsewhere.raw_calls == [] and elsewhere.calls == []
+        assert elsewhere.raw_calls == []
+        assert elsewhere.calls == []
         await assert_backend_released(upstream)
         await assert_still_serving(url)
 
@@ -81,7 +83,8 @@ async def test_a_stream_without_content_type_is_accepted_when_it_is_sse(upstream
     upstream.script(Fault("bare_sse"))
     async with shim_with(upstream) as url:
         got = await call(url, stream=True)
-    assert got.status == 200 and got.lines[-1]["done"] is True
+    assert got.status == 200
+    assert got.lines[-1]["done"] is True
     assert got.text == "one two three "
 
 
@@ -93,7 +96,8 @@ async def test_the_shim_asks_for_identity_and_gets_every_word(upstream: FaultUps
         tags = await call(url, stream=False, path="/api/tags", method="GET")
     assert got.status == 200, got
     assert got.text == "one two three four five six seven eight" + (" " if stream else "")
-    assert tags.status == 200 and tags.lines[0]["models"][0]["name"].startswith(MODEL)
+    assert tags.status == 200
+    assert tags.lines[0]["models"][0]["name"].startswith(MODEL)
     assert {c.headers.get("Accept-Encoding") for c in upstream.calls} == {"identity"}
     assert upstream.listing_headers.get("Accept-Encoding") == "identity"
 
@@ -138,7 +142,8 @@ async def test_an_endless_body_costs_bounded_memory(upstream: FaultUpstream, str
         got = await call(url, stream=stream)
         grown = rss_bytes() - before
     assert grown < 48 * 1024 * 1024, f"RSS grew by {grown // 1024 // 1024} MiB"
-    assert got.status == 502 and "bytes" in (got.error or "")
+    assert got.status == 502
+    assert "bytes" in (got.error or "")
 
 
 async def assert_still_serving_once(url: str, upstream: FaultUpstream) -> None:
@@ -163,7 +168,9 @@ async def test_a_backend_error_echoing_a_key_is_redacted(upstream: FaultUpstream
     args = ("--backend-key", KEY, "--backend", upstream.url, "--backend-key", OTHER_KEY, "--backend-kind", "generic")
     async with shim_with(upstream, *args) as url:
         got = await call(url, stream=stream)
-    assert got.status == 401 and got.error is not None
-    assert KEY not in got.error and OTHER_KEY not in got.error
+    assert got.status == 401
+    assert got.error is not None
+    assert KEY not in got.error
+    assert OTHER_KEY not in got.error
     assert "***" in got.error
 

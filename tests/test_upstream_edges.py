@@ -3,6 +3,7 @@ bodies that cannot be inflated, large request bodies, and answers in a form the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import io
@@ -14,7 +15,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from ollama_shim.upstream import _inflate, _sse_start, error_message
+from ollama_shim.errors import UpstreamProtocol
+from ollama_shim.settings import Backend, Timeouts
+from ollama_shim.upstream import Upstream, _inflate, _sse_start, error_message
+from ollama_shim.wire.openai import ChatCompletion
 from support import free_port
 from support.faults import MODEL
 from support.shim import shim_in_loop
@@ -127,3 +131,50 @@ async def test_answers_in_a_form_not_asked_for_are_502(
             status, got = resp.status, await resp.json()
     assert status == 502
     assert error in got["error"]
+
+
+class _OneAnswerPerConnection:
+    """A backend that answers the first request of each connection (keeping it open, as HTTP/1.1
+    allows) and drops the connection, unanswered, on the second: a server whose keep-alive ran out."""
+
+    ANSWER = b'{"choices": []}'
+
+    def __init__(self) -> None:
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        for answered in (True, False):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            if not answered:
+                break
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + str(len(self.ANSWER)).encode() + b"\r\n\r\n" + self.ANSWER)
+            await writer.drain()
+        writer.close()
+
+
+@pytest.mark.parametrize("method", ["post_json", "stream"])
+async def test_a_pooled_connection_the_server_closed_is_retried_once_on_a_new_one(method: str) -> None:
+    backend = _OneAnswerPerConnection()
+    server = await asyncio.start_server(backend.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    upstream = Upstream(Timeouts(first_byte=10))
+    await upstream.start()
+    try:
+        target = Backend(f"http://127.0.0.1:{port}")
+        for _ in range(3):
+            if method == "post_json":
+                await upstream.post_json(target, "/v1/chat/completions", b"{}", ChatCompletion)
+            else:
+                with contextlib.suppress(UpstreamProtocol):  # the answer is JSON, not a stream: read, refused
+                    async with upstream.stream(target, "/v1/chat/completions", b"{}"):
+                        pass
+    finally:
+        await upstream.close()
+        server.close()
+        await server.wait_closed()
+    assert backend.connections >= 3  # every request after the first found its connection dropped

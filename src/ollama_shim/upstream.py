@@ -49,7 +49,8 @@ T = TypeVar("T")
 
 _IDENTITY = {"Accept-Encoding": "identity"}
 _JSON = {"Content-Type": "application/json", **_IDENTITY}
-_LARGE_BODY = 1024 * 1024  # aiohttp warns above this size for a raw bytes body
+_LARGE_BODY = 1024 * 1024
+KEEPALIVE_S = 4.0  # aiohttp warns above this size for a raw bytes body
 _ERROR_DECODER = msgspec.json.Decoder(ErrorBody)
 REDACTED = "***"
 _ERROR_BYTES = 1024 * 1024  # an error body is read this far for its message; the rest is ignored
@@ -146,7 +147,10 @@ class Upstream:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        # Idle connections are dropped after KEEPALIVE_S, before a server's own idle limit (llama-server
+        # closes after 5 s): a pooled connection the server already closed would fail the next request.
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True,
+                                         keepalive_timeout=KEEPALIVE_S)
         timeout = aiohttp.ClientTimeout(
             total=self.timeouts.total or None,
             sock_connect=self.timeouts.connect or None,
@@ -323,11 +327,17 @@ class Upstream:
         started = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout_at(deadline) as limit:
-                async with self.session.request(
-                    method, backend.root + path, data=_payload(body), headers=headers, allow_redirects=False
-                ) as resp:
-                    await self._check_answer(backend, resp)
-                    data = await self._read_capped(backend, resp, cap)
+                for retry in (True, False):
+                    try:
+                        async with self.session.request(
+                            method, backend.root + path, data=_payload(body), headers=headers, allow_redirects=False
+                        ) as resp:
+                            await self._check_answer(backend, resp)
+                            data = await self._read_capped(backend, resp, cap)
+                        break
+                    except aiohttp.ServerDisconnectedError:
+                        if not retry:  # a pooled connection the server had closed: once more, on a new one
+                            raise
             return msgspec.json.decode(data, type=type_)
         except TimeoutError as exc:
             if deadline is not None and limit.expired():
@@ -350,9 +360,16 @@ class Upstream:
         """
         deadline = self._deadline()
         async with self._before(backend, deadline):
-            resp = await self.session.post(
-                backend.root + path, data=_payload(body), headers=self._headers(backend, _JSON), allow_redirects=False
-            )
+            try:
+                resp = await self.session.post(
+                    backend.root + path, data=_payload(body), headers=self._headers(backend, _JSON),
+                    allow_redirects=False,
+                )
+            except aiohttp.ServerDisconnectedError:  # a pooled connection the server had closed: once more
+                resp = await self.session.post(
+                    backend.root + path, data=_payload(body), headers=self._headers(backend, _JSON),
+                    allow_redirects=False,
+                )
         chunks: AsyncGenerator[bytes, None] | None = None
         try:
             async with self._before(backend, deadline):

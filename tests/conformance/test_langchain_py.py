@@ -69,10 +69,12 @@ def test_model_validation_lists_models(smol_url: str) -> None:
 
 def test_chat_invoke(smol_url: str) -> None:
     answer = chat(smol_url).invoke([SystemMessage("Be brief."), HumanMessage("Say hello.")])
-    assert isinstance(answer.content, str) and answer.content.strip()
+    assert isinstance(answer.content, str)
+    assert answer.content.strip()
     assert answer.response_metadata["done_reason"] in ("stop", "length")
     assert answer.response_metadata["model_name"] == SMOL
-    assert answer.usage_metadata is not None and answer.usage_metadata["output_tokens"] > 0
+    assert answer.usage_metadata is not None
+    assert answer.usage_metadata["output_tokens"] > 0
 
 
 def test_chat_stream(smol_url: str) -> None:
@@ -95,7 +97,8 @@ def test_structured_output_json_schema(smol_url: str) -> None:
     structured = chat(smol_url, num_predict=64).with_structured_output(City, method="json_schema")
     city = structured.invoke("Name one city in France and its country.")
     assert isinstance(city, City)
-    assert city.name and city.country
+    assert city.name
+    assert city.country
 
 
 def test_json_mode(smol_url: str) -> None:
@@ -143,7 +146,8 @@ def test_tool_round_trip(scripted: ScriptedShim) -> None:
     model = tool_chat(scripted).bind_tools([get_weather])
     history: list[HumanMessage | AIMessage | ToolMessage] = [HumanMessage("What is the weather in Paris?")]
     first = model.invoke(history)
-    assert isinstance(first, AIMessage) and len(first.tool_calls) == 1
+    assert isinstance(first, AIMessage)
+    assert len(first.tool_calls) == 1
     call = first.tool_calls[0]
     result = get_weather(**call["args"])
     history += [first, ToolMessage(result, tool_call_id=call["id"] or "")]
@@ -169,7 +173,8 @@ def long_history(turns: int) -> list[HumanMessage | AIMessage]:
 
 def test_chat_longer_than_the_context_still_answers(smol_url: str) -> None:
     answer = chat(smol_url).invoke(long_history(60))
-    assert isinstance(answer.content, str) and answer.content.strip()
+    assert isinstance(answer.content, str)
+    assert answer.content.strip()
 
 
 def test_continue_adds_only_new_text(smol_url: str) -> None:

@@ -103,7 +103,8 @@ def test_get_model_info(smol_url: str) -> None:
 def test_completion(smol_url: str, prefix: str) -> None:
     response = litellm.completion(model=f"{prefix}/{SMOL}", messages=HELLO, api_base=smol_url, max_tokens=8, **GREEDY)
     choice = response.choices[0]
-    assert isinstance(choice.message.content, str) and choice.message.content.strip()
+    assert isinstance(choice.message.content, str)
+    assert choice.message.content.strip()
     assert response.usage.completion_tokens > 0
 
 

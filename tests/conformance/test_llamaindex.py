@@ -71,7 +71,8 @@ def test_chat(smol_url: str) -> None:
     response = smol(smol_url).chat(messages)
     assert response.message.role == MessageRole.ASSISTANT
     assert (response.message.content or "").strip()
-    assert response.raw is not None and response.raw["done"] is True
+    assert response.raw is not None
+    assert response.raw["done"] is True
 
 
 def test_stream_chat_matches_chat(smol_url: str) -> None:
@@ -95,7 +96,9 @@ async def test_async_stream_chat(smol_url: str) -> None:
 def test_structured_predict(smol_url: str) -> None:
     prompt = PromptTemplate("Name one city in {country} and its country.")
     city = smol(smol_url, num_predict=64).structured_predict(City, prompt, country="France")
-    assert isinstance(city, City) and city.name and city.country
+    assert isinstance(city, City)
+    assert city.name
+    assert city.country
 
 
 def test_structured_llm(smol_url: str) -> None:

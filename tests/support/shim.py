@@ -4,8 +4,8 @@
 in-process upstream such as the LM Studio emulation, driven with ``ollama.AsyncClient``).
 ``ShimThread(*argv)`` runs it in a thread with its own loop, for sync tests that use the
 official blocking ``ollama.Client``. Both take the same arguments as the ``ollama-shim`` command;
-the environment is never read. Without ``--data-dir`` the store goes to one temporary directory
-shared by the test session (``SESSION_DATA_DIR``), never to the user's own.
+the environment is never read. Without ``--data-dir`` each shim gets a temporary directory of its own
+under the test session's (``SESSION_DATA_DIR``), never the user's own.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ atexit.register(shutil.rmtree, SESSION_DATA_DIR, ignore_errors=True)
 
 
 def shim_settings(*argv: str) -> Settings:
-    data_dir = () if "--data-dir" in argv else ("--data-dir", SESSION_DATA_DIR)
+    # A data directory of its own for every shim (under the session's), so that custom models one
+    # test creates never show in another test's catalog.
+    data_dir = () if "--data-dir" in argv else ("--data-dir", tempfile.mkdtemp(dir=SESSION_DATA_DIR))
     return load_settings(["--listen", f"127.0.0.1:{free_port()}", *data_dir, *argv], {})
 
 
