@@ -8,7 +8,6 @@ Also here: what the Messages API does with a prefill on a backend that does not 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -158,10 +157,6 @@ async def answer_is_well_formed(session: aiohttp.ClientSession, url: str, path: 
             assert ERROR_SHAPES[path](json.loads(raw)), raw
 
 
-def own_data_dir() -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix="ollama-shim-fuzz-")
-
-
 @pytest.mark.parametrize("path", BODIES)
 @FUZZ
 @given(data=st.data())
@@ -169,8 +164,7 @@ async def test_any_structured_request_is_answered_without_a_server_error(path: s
     body = data.draw(BODIES[path])
     async with (
         FaultUpstream() as upstream,
-        own_data_dir() as data_dir,  # custom models it creates stay out of other tests' catalogs
-        shim_in_loop("--backend", upstream.url, "--backend-kind", "generic", "--data-dir", data_dir) as url,
+        shim_in_loop("--backend", upstream.url, "--backend-kind", "generic") as url,
         aiohttp.ClientSession() as session,
     ):
         await answer_is_well_formed(session, url, path, json.dumps(body).encode())
@@ -183,8 +177,7 @@ async def test_any_body_at_all_is_answered_without_a_server_error(path: str, bod
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     async with (
         FaultUpstream() as upstream,
-        own_data_dir() as data_dir,  # custom models it creates stay out of other tests' catalogs
-        shim_in_loop("--backend", upstream.url, "--backend-kind", "generic", "--data-dir", data_dir) as url,
+        shim_in_loop("--backend", upstream.url, "--backend-kind", "generic") as url,
         aiohttp.ClientSession() as session,
     ):
         await answer_is_well_formed(session, url, path, data)

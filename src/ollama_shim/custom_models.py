@@ -23,6 +23,7 @@ import dataclasses
 import json
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -128,6 +129,17 @@ def _find(index: dict[str, Resolved], name: str) -> Resolved | None:
     return next((index[k] for k in request_keys(name) if k in index), None)
 
 
+def select_keys(connection: sqlite3.Connection) -> frozenset[str]:
+    return frozenset(row[0] for row in connection.execute("SELECT key FROM custom_models"))
+
+
+# Every chat asks whether its model is a custom one. The stored names are read at most once a
+# second per process (a read costs a worker thread), so a model created by another --workers process
+# is seen within a second; this process's own changes are seen at once.
+KEYS_FRESH_S = 1.0
+_known_keys: weakref.WeakKeyDictionary[Store, tuple[float, frozenset[str]]] = weakref.WeakKeyDictionary()
+
+
 class CustomModels:
     """The custom models of one app: its store plus the config's ``[[models]]``."""
 
@@ -148,7 +160,21 @@ class CustomModels:
         """``name`` and the custom models it is made from (``[]`` for a model that is not custom)."""
         if not is_valid_name(name):
             return []
+        if model_key(name) not in self.configured and model_key(name) not in await self._stored_keys():
+            return []
         return await self.store.read(lambda c: chain_of(name, lambda key: self._lookup(c, key)))
+
+    async def _stored_keys(self) -> frozenset[str]:
+        now = time.monotonic()
+        taken = _known_keys.get(self.store)
+        if taken is None or now - taken[0] > KEYS_FRESH_S:
+            taken = (now, await self.store.read(select_keys))
+            _known_keys[self.store] = taken
+        return taken[1]
+
+    def _changed(self) -> None:
+        """This process changed the stored models: the next lookup reads the names again."""
+        _known_keys.pop(self.store, None)
 
     async def resolve(self, registry: Registry, name: str) -> tuple[Resolved, Customisation | None]:
         """The backend model ``name`` runs on, and its customisation (None: not a custom model)."""
@@ -196,6 +222,7 @@ class CustomModels:
             upsert(connection, model)
 
         await self.store.run(write)
+        self._changed()
 
     async def create(self, registry: Registry, model: CustomModel) -> None:
         """Store ``model`` (replacing one of that name), made from a backend or custom model."""
@@ -233,7 +260,9 @@ class CustomModels:
     async def delete(self, registry: Registry, name: str) -> None:
         self._refuse_config(name, "deleted")
         key = model_key(name)
-        if is_valid_name(name) and await self.store.run(lambda c: delete_row(c, key)):
+        deleted = is_valid_name(name) and await self.store.run(lambda c: delete_row(c, key))
+        self._changed()
+        if deleted:
             return
         try:
             held = await registry.resolve(name)
