@@ -335,3 +335,23 @@ async def test_native_client_leaving_stops_llama_server(llama_single: LlamaServe
                     await asyncio.sleep(0.05)
     finally:
         await runner.cleanup()
+
+
+# A 1x1 PNG.
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+async def test_an_image_reaches_a_vision_model_and_is_refused_by_one_without(lmstudio: LMStudioEmulation) -> None:
+    lmstudio.script("A single pixel.")
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    ask = [{"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}]
+    async with shim_in_loop("--backend", lmstudio.url) as url, \
+            anthropic.AsyncAnthropic(base_url=url, api_key="unused", max_retries=0) as client:
+        answer = await client.messages.create(model="gemma-3-4b-it", max_tokens=16, messages=ask)  # type: ignore[arg-type]
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.messages.create(model="qwen2.5-7b-instruct", max_tokens=16, messages=ask)  # type: ignore[arg-type]
+    assert answer.content[0].type == "text"
+    assert answer.content[0].text == "A single pixel."
+    parts = lmstudio.bodies("/v1/chat/completions")[-1]["messages"][-1]["content"]
+    assert {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}} in parts
+    assert "does not support images" in str(refused.value)

@@ -374,3 +374,22 @@ def test_llama_structured_output(llama: tuple[openai.OpenAI, str]) -> None:
         text={"format": {"type": "json_schema", "name": "yes_no", "schema": schema, "strict": True}},
     )
     assert json.loads(response.output_text)["answer"] in ("yes", "no")
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+async def test_an_image_reaches_a_vision_model_and_is_refused_by_one_without(lmstudio: LMStudioEmulation) -> None:
+    lmstudio.script("A single pixel.")
+    url_of_image = f"data:image/png;base64,{PNG}"
+    content = [{"type": "input_text", "text": "What is this?"}, {"type": "input_image", "image_url": url_of_image}]
+    ask: Any = [{"role": "user", "content": content}]
+    async with shim_in_loop("--backend", lmstudio.url) as url, \
+            openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+        answer = await client.responses.create(model="gemma-3-4b-it", input=ask)
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.responses.create(model="qwen2.5-7b-instruct", input=ask)
+    assert answer.output_text == "A single pixel."
+    parts = lmstudio.bodies("/v1/chat/completions")[-1]["messages"][-1]["content"]
+    assert {"type": "image_url", "image_url": {"url": url_of_image}} in parts
+    assert "does not support images" in str(refused.value)

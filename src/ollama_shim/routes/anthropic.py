@@ -49,6 +49,7 @@ from ..translate.prefill import echoed_prefix
 from ..translate.stream import StreamContext, StreamTranslator
 from ..wire import anthropic as am
 from . import native, relay
+from .generation import check_images
 from .http import encode, json_response, off_loop, read_body
 from .state import AppState, state_of
 
@@ -89,6 +90,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         raise BadRequest(f'"{req.model}" does not support chat')
     # A long history costs milliseconds to translate, count and encode: large bodies do it off the event loop.
     plan, input_tokens, body = await off_loop(request, lambda: _translated(req, resolved))
+    check_images(resolved, plan.chat)
     state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     inner = StreamContext(
         model=req.model, endpoint="chat", started_ns=started_ns, hide_thinking=plan.hide_thinking,

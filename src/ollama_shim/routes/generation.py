@@ -79,7 +79,7 @@ async def _answer(request: web.Request, req: GenerationRequest, started_ns: int)
     state = state_of(request)
     resolved, custom = await CustomModels.of(request.app, state.settings).resolve(state.registry, req.model)
     _check_can_answer(resolved, req)
-    _check_images(resolved, req)
+    check_images(resolved, req)
     unloader = unloader_of(request.app)
     if is_load_request(req):
         return json_response(_load_answer(req, await _load_only(state, unloader, resolved, req.keep_alive)))
@@ -159,7 +159,7 @@ def _check_can_answer(resolved: Resolved, req: GenerationRequest) -> None:
         raise BadRequest(f'"{req.model}" does not support insert')
 
 
-def _check_images(resolved: Resolved, req: GenerationRequest) -> None:
+def check_images(resolved: Resolved, req: GenerationRequest) -> None:
     """Images for a model its backend says cannot see: 400 here rather than the backend's 500."""
     messages = (req.messages or []) if isinstance(req, ow.ChatRequest) else [req]  # generate: its own images
     if any(m.images for m in messages) and resolved.record.lacks(VISION):

@@ -33,6 +33,7 @@ from ..translate.stream import StreamContext, StreamTranslator
 from ..wire import responses as rw
 from ..wire.openai import ChatCompletion
 from . import native, relay
+from .generation import check_images
 from .http import encode, json_response, off_loop, read_body
 from .state import AppState, state_of
 
@@ -93,6 +94,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     resolved = await state.registry.resolve(req.model)
     if COMPLETION not in resolved.record.capabilities:
         raise BadRequest(f'"{req.model}" does not support chat')
+    check_images(resolved, chat)
     if _serves_natively(state, resolved):
         return await native.forward_json(
             request, state, resolved, PATH, await native.raw_object(request), req.model, _error_frame
