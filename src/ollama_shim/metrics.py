@@ -207,7 +207,10 @@ class Metrics:
         # prometheus_client picks where values live when it is imported; a worker is forked after
         # that, so the choice is made again here, before any series exists.
         values.ValueClass = values.MultiProcessValue() if multiprocess_dir else values.MutexValue  # type: ignore[no-untyped-call]
-        self.registry = CollectorRegistry(auto_describe=True)
+        # In multiprocess mode the registry holds one collector over the workers' files; describing it
+        # at registration would read those files while another worker may be creating its own (an
+        # empty file then fails to parse and the worker would die at start).
+        self.registry = CollectorRegistry(auto_describe=not multiprocess_dir)
         own = None if multiprocess_dir else self.registry  # in multiprocess mode the files are the registry
         self.requests = Counter("ollama_shim_requests", "Requests answered, by endpoint, model, backend and status",
                                 ("endpoint", "model", "backend", "status"), registry=own)
