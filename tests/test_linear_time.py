@@ -59,13 +59,21 @@ ANSWER = {"id": "x", "object": "chat.completion", "created": 1, "model": MODEL,
           "choices": [{"index": 0, "message": {"role": "assistant", "content": "done"}, "finish_reason": "stop"}]}
 
 
+STREAMED = (
+    b'data: {"choices":[{"index":0,"delta":{"content":"done"}}]}\n\n'
+    b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+)
+
+
 @pytest.fixture
 async def stub_backend() -> AsyncIterator[str]:
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "stub"}]})
 
     async def chat(request: web.Request) -> web.Response:
-        await request.read()  # not decoded: only the shim's work is measured
+        body = await request.read()  # not decoded: only the shim's work is measured
+        if b'"stream":true' in body:
+            return web.Response(body=STREAMED, content_type="text/event-stream")
         return web.json_response(ANSWER)
 
     app = web.Application(client_max_size=1 << 30)

@@ -10,45 +10,15 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from ollama_shim.routes.native import ModelRenamer
-from test_linear_time import ANSWER, CALLS, MODEL, POLL_LIMIT_S, _json, shim_process
+from test_linear_time import CALLS, MODEL, POLL_LIMIT_S, _json, shim_process, stub_backend
 
-STREAMED = (
-    b'data: {"choices":[{"index":0,"delta":{"content":"done"}}]}\n\n'
-    b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
-)
-
-
-@pytest.fixture
-async def stub_backend() -> AsyncIterator[str]:
-    async def models(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "stub"}]})
-
-    async def chat(request: web.Request) -> web.Response:
-        body = await request.read()  # not decoded: only the shim's work is measured
-        if b'"stream":true' in body:
-            return web.Response(body=STREAMED, content_type="text/event-stream")
-        return web.json_response(ANSWER)
-
-    app = web.Application(client_max_size=1 << 30)
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
+__all__ = ["stub_backend"]  # the fixture, shared with test_linear_time
 
 def _items(make: Callable[[int], str]) -> str:
     return ",".join(make(i) for i in range(CALLS))
