@@ -46,6 +46,35 @@ def test_quantization_from_llamacpp_ftype(ftype: str, quant: str) -> None:
     assert catalog.quantization_from_ftype(ftype) == quant
 
 
+# llama.cpp's name of each file type (``meta.ftype`` of a loaded model), by GGUF ``general.file_type``.
+LLAMACPP_FTYPE_NAMES = {
+    0: "all F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K - Medium",
+    11: "Q3_K - Small", 12: "Q3_K - Medium", 13: "Q3_K - Large", 14: "Q4_K - Small", 15: "Q4_K - Medium",
+    16: "Q5_K - Small", 17: "Q5_K - Medium", 18: "Q6_K", 19: "IQ2_XXS - 2.0625 bpw", 20: "IQ2_XS - 2.3125 bpw",
+    21: "Q2_K - Small", 22: "IQ3_XS - 3.3 bpw", 23: "IQ3_XXS - 3.0625 bpw", 24: "IQ1_S - 1.5625 bpw",
+    25: "IQ4_NL - 4.5 bpw", 26: "IQ3_S - 3.4375 bpw", 27: "IQ3_S mix - 3.66 bpw", 28: "IQ2_S - 2.5 bpw",
+    29: "IQ2_M - 2.7 bpw", 30: "IQ4_XS - 4.25 bpw", 31: "IQ1_M - 1.75 bpw", 32: "BF16", 36: "TQ1_0 - 1.69 bpw ternary",
+    37: "TQ2_0 - 2.06 bpw ternary", 38: "MXFP4 MoE", 39: "NVFP4", 40: "Q1_0",
+}
+
+
+@pytest.mark.parametrize("file_type", sorted(LLAMACPP_FTYPE_NAMES))
+def test_a_file_type_reads_the_same_from_the_file_and_from_the_loaded_server(file_type: int) -> None:
+    """The unloaded model's quantization (from its file) is what the loaded server's name gives."""
+    from_server = catalog.quantization_from_ftype(LLAMACPP_FTYPE_NAMES[file_type])
+    assert catalog.QUANTIZATION_BY_FILE_TYPE[file_type] == from_server
+
+
+def test_every_file_type_is_named() -> None:
+    assert set(catalog.QUANTIZATION_BY_FILE_TYPE) == set(LLAMACPP_FTYPE_NAMES)
+
+
+@pytest.mark.parametrize(("ftype", "quant"), [("(guessed) Q4_0", "Q4_0"), ("(guessed) Q4_K - Medium", "Q4_K_M"),
+                                              ("MXFP4 MoE", "MXFP4"), ("IQ3_S mix - 3.66 bpw", "IQ3_M")])
+def test_names_that_do_not_follow_the_rule(ftype: str, quant: str) -> None:
+    assert catalog.quantization_from_ftype(ftype) == quant
+
+
 @pytest.mark.parametrize(
     ("upstream_id", "caps"),
     [

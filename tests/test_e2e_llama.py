@@ -144,6 +144,37 @@ def test_router_model_shows_the_same_loaded_and_unloaded(llama_router: LlamaServ
     assert "tools" not in str(loaded_show["template"]).lower()
 
 
+def _unload_all(llama_router: LlamaServer) -> None:
+    _, models = llama_router.get("/models")
+    for model in models["data"]:
+        if model["status"]["value"] != "unloaded":
+            llama_router.post("/models/unload", {"model": model["id"]})
+    _wait_until(lambda: all(m["status"]["value"] == "unloaded" for m in llama_router.get("/models")[1]["data"]))
+
+
+@pytest.mark.parametrize("name", [SMOL, GEMMA])
+def test_a_never_loaded_model_shows_what_it_will_once_loaded(llama_router: LlamaServer, name: str) -> None:
+    """The model's GGUF file, read by the shim, says before the first load what the loaded server says."""
+    _unload_all(llama_router)
+    with ShimThread("--backend", llama_router.url, "--catalog-ttl", "0") as url, \
+            sync_client(url, timeout=300) as client:
+        first_entry, first_show = _catalog_of(url, name)  # a new data dir: nothing remembered
+        assert client.chat(model=name, messages=[]).done_reason == "load"
+        _wait_until(lambda: name in {m.model for m in client.ps().models})
+        loaded_entry, loaded_show = _catalog_of(url, name)
+    assert first_entry == loaded_entry
+    assert first_show == loaded_show
+    assert loaded_show["capabilities"] == ["completion"]  # neither template renders tools
+
+
+def test_without_the_files_a_never_loaded_model_is_guessed_from_its_name(llama_router: LlamaServer) -> None:
+    _unload_all(llama_router)
+    with ShimThread("--backend", llama_router.url, "--catalog-ttl", "0", "--read-model-files", "false") as url:
+        entry, show = _catalog_of(url, SMOL)
+    assert show["capabilities"] == ["completion", "tools"]  # the name's guess: what the files correct
+    assert entry["size"] == 0
+
+
 def test_images_to_smollm2_are_refused_as_ollama_does(single: ollama.Client) -> None:
     pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
     with pytest.raises(ollama.ResponseError) as err:

@@ -17,7 +17,8 @@ FORBIDDEN_IN_PURE = {"aiohttp", "logging", "os", "asyncio", "socket", "httpx", "
                      "prometheus_client", "ollama_shim.upstream", "ollama_shim.routes", "ollama_shim.registry",
                      "ollama_shim.app", "ollama_shim.server", "ollama_shim.backends", "ollama_shim.loader",
                      "ollama_shim.store", "ollama_shim.custom_models", "ollama_shim.tokens", "ollama_shim.metrics",
-                     "ollama_shim.logs", "ollama_shim.discovery", "ollama_shim.doctor", "ollama_shim.workers"}
+                     "ollama_shim.logs", "ollama_shim.discovery", "ollama_shim.doctor", "ollama_shim.workers",
+                     "ollama_shim.model_files", "mmap"}
 
 
 def _imports(path: Path) -> set[str]:

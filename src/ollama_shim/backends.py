@@ -16,12 +16,16 @@ once (llama.cpp answers ``/props``, LM Studio its REST ``/api/v1/models``, vLLM 
 Its ``health`` is what the router (``routing``) knows of it as a replica: requests in flight and
 waiting, and whether it is down (after a failed request) until a background probe finds it back.
 
+A llama.cpp router says little of a model it has not loaded; on this machine, the model's GGUF
+file says the rest (``model_files``, ``translate.gguf_facts``), below what the router says.
+
 A single llama-server does not say in ``/props`` whether it serves embeddings: its
 ``/v1/embeddings`` is asked once per model with a one-word input (200: yes; 501 or another 4xx:
 no; anything else: ask again on the next read), and the answer is remembered.
 
 May import: stdlib, msgspec, ``ollama_shim.upstream``, ``ollama_shim.settings``, ``ollama_shim.dialect``,
-``ollama_shim.errors``, ``ollama_shim.wire``, ``ollama_shim.translate``, ``ollama_shim.model_memory``.
+``ollama_shim.errors``, ``ollama_shim.wire``, ``ollama_shim.translate``, ``ollama_shim.model_memory``,
+``ollama_shim.model_files``.
 """
 
 from __future__ import annotations
@@ -31,16 +35,17 @@ import logging
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import msgspec
 
 from .dialect import DIALECTS, Dialect, Kind, detect_kind, kind_named
 from .errors import UpstreamError, UpstreamStatus
+from .model_files import ModelFiles
 from .model_memory import InProcessMemory, ModelMemory
 from .settings import Backend
-from .translate import catalog, pull
+from .translate import catalog, gguf_facts, pull
 from .translate.catalog import ModelRecord, Sighting
 from .upstream import Upstream
 from .wire.backends import (
@@ -54,6 +59,7 @@ from .wire.backends import (
     ModelListEntries,
     ModelLoadRequest,
 )
+from .wire.gguf import GgufHeader
 from .wire.openai import EmbeddingsRequest, EmbeddingsResponse, ModelEntry
 
 log = logging.getLogger("ollama_shim.backends")
@@ -129,10 +135,18 @@ class Health:
 class LiveBackend:
     """One configured backend: settings, kind (learned once for ``auto``), last catalog, health."""
 
-    def __init__(self, settings: Backend, upstream: Upstream, memory: ModelMemory | None = None) -> None:
+    def __init__(
+        self,
+        settings: Backend,
+        upstream: Upstream,
+        memory: ModelMemory | None = None,
+        files: ModelFiles | None = None,
+    ) -> None:
         self.settings = settings
         self._upstream = upstream
         self.memory: ModelMemory = memory if memory is not None else InProcessMemory()
+        # Its model files, where the shim may read them: only for a backend on this machine.
+        self.files = files if files is not None and settings.on_this_machine else None
         self.kind: Kind | None = kind_named(settings.kind)  # None until an ``auto`` backend is probed
         self.records: tuple[ModelRecord, ...] = ()  # its models as last read; kept while it is down
         self.ever_answered = False
@@ -191,7 +205,7 @@ class LiveBackend:
     def _settled(self, sighting: Sighting, now_ns: int) -> ModelRecord:
         """The record of a model seen now, over what was known of it; what is new is remembered."""
         before = self.recall(sighting.upstream_id)
-        facts = catalog.settle(before, sighting.facts, now_ns)
+        facts = catalog.settle(before, sighting.facts, now_ns, sighting.file_facts)
         if facts != before:
             self.memory.remember(self.settings.root, sighting.upstream_id, facts)
         return catalog.record_of(sighting, facts)
@@ -271,12 +285,32 @@ async def read_llamacpp(backend: LiveBackend, entries: list[ModelEntry]) -> tupl
             return None  # said by the router's args, or already known
         return await backend.serves_embeddings(entry.id)
 
-    props, embeddings = await asyncio.gather(
-        asyncio.gather(*map(props_of, entries)), asyncio.gather(*map(embeds, entries))
+    props, embeddings, files = await asyncio.gather(
+        asyncio.gather(*map(props_of, entries)),
+        asyncio.gather(*map(embeds, entries)),
+        _file_facts(backend, entries, router=router),
     )
     return tuple(
-        catalog.seen_in_llamacpp(e, p, embeddings=em) for e, p, em in zip(entries, props, embeddings, strict=True)
+        replace(catalog.seen_in_llamacpp(e, p, embeddings=em), file_facts=f)
+        for e, p, em, f in zip(entries, props, embeddings, files, strict=True)
     )
+
+
+async def _file_facts(
+    backend: LiveBackend, entries: list[ModelEntry], *, router: bool
+) -> list[catalog.ModelFacts | None]:
+    """What each router model's GGUF file says, where the shim may read it (``model_files``)."""
+    files = backend.files
+    args = [e.status.args if e.status else None for e in entries]
+    if files is None or not router:
+        return [None] * len(entries)
+    paths = [gguf_facts.model_path_from_args(a) for a in args]
+
+    def read_all() -> list[GgufHeader | None]:  # one thread hop for the whole list
+        return [files.header(p) if p else None for p in paths]
+
+    headers = await asyncio.to_thread(read_all)
+    return [None if h is None else gguf_facts.seen_in_gguf(h, a) for h, a in zip(headers, args, strict=True)]
 
 
 async def read_lmstudio(backend: LiveBackend, entries: list[ModelEntry]) -> tuple[Sighting, ...]:

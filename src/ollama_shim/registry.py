@@ -16,8 +16,8 @@ unless another is given), so a model's size, digest, details, capabilities and `
 as they were once learned, whether it is loaded, unloaded, or its backend is down.
 
 May import: stdlib, ``ollama_shim.backends``, ``ollama_shim.routing``, ``ollama_shim.model_memory``,
-``ollama_shim.upstream``, ``ollama_shim.settings``, ``ollama_shim.dialect``, ``ollama_shim.errors``,
-``ollama_shim.translate``.
+``ollama_shim.model_files``, ``ollama_shim.upstream``, ``ollama_shim.settings``, ``ollama_shim.dialect``,
+``ollama_shim.errors``, ``ollama_shim.translate``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from .backends import LiveBackend
 from .dialect import Dialect
 from .errors import ModelNotFound
+from .model_files import ModelFiles
 from .model_memory import InProcessMemory, ModelMemory
 from .routing import Router
 from .settings import Backend, Settings
@@ -106,7 +107,8 @@ class Registry:
         self._clock = clock
         self._wallclock = wallclock  # a model's first-seen time, its "modified" time if its backend gives none
         self.memory: ModelMemory = memory if memory is not None else InProcessMemory()
-        self.backends = tuple(LiveBackend(b, upstream, self.memory) for b in settings.backends)
+        files = ModelFiles() if settings.read_model_files else None
+        self.backends = tuple(LiveBackend(b, upstream, self.memory, files) for b in settings.backends)
         self.router = Router(settings.routing, upstream, queue_wait=settings.timeouts.first_byte)
         self._snapshot: _Snapshot | None = None
         self._refreshing: asyncio.Task[_Snapshot] | None = None

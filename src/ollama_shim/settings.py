@@ -67,6 +67,11 @@ class Backend:
     def api(self) -> str:
         return self.root + "/v1"
 
+    @property
+    def on_this_machine(self) -> bool:
+        """Whether its root is a loopback address (or ``localhost``)."""
+        return is_loopback(urllib.parse.urlsplit(self.root).hostname or "")
+
     def __repr__(self) -> str:  # never print a key
         return f"Backend(root={self.root!r}, kind={self.kind!r}, key={'***' if self.key else None})"
 
@@ -157,6 +162,8 @@ class Settings:
     data_dir: str = ""
     # Translate /v1/messages and /v1/responses even for a backend that speaks them itself.
     translate_native_apis: bool = False
+    # Read the GGUF headers of a llama.cpp router's model files on this machine (``model_files``).
+    read_model_files: bool = True
     # ``doctor --json``: print the report as JSON for scripts.
     json_output: bool = False
     # Custom models declared by ``[[models]]`` tables of the config file (read-only).
@@ -491,6 +498,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("data_dir", _text, "directory for the shim's own data (default $XDG_DATA_HOME/ollama-shim)"),
     Option("translate_native_apis", _switch,
            "translate /v1/messages and /v1/responses even where the backend speaks them", "translate_native_apis"),
+    Option("read_model_files", _switch, "read the GGUF headers of a llama.cpp router's model files when it runs "
+           "on this machine, to describe models it has not loaded", "read_model_files"),
     Option("keep_alive", _keep_alive, "how long a model stays loaded after its last request where the shim "
            "unloads idle models itself (llama.cpp router): 5m, 1h, 0, -1 for forever (also OLLAMA_KEEP_ALIVE)"),
     Option("shutdown_grace", _seconds, "seconds running streams may take to finish at shutdown", "shutdown_grace"),

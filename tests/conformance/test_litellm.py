@@ -134,8 +134,6 @@ def test_embedding(embed_url: str) -> None:
     assert vectors[0] != vectors[1]
 
 
-@pytest.mark.xfail(reason="issue 10: a router model never loaded shows guessed capabilities until its first load",
-                   raises=AssertionError, strict=True)
 def test_model_info_is_the_same_loaded_or_not(router_url: str) -> None:
     short: dict[str, Any] = {"messages": HELLO, "api_base": router_url, "max_tokens": 2, **GREEDY}
     litellm.completion(model=f"ollama_chat/{GEMMA}", **short)  # SmolLM2 unloaded (at most one model)

@@ -19,14 +19,17 @@ The rules clients see:
   chat template, ``vision`` from ``/props`` ``modalities`` or the entry's
   ``architecture.input_modalities``, ``embedding`` from the router's ``--embeddings`` argument or
   a probe of a single server's ``/v1/embeddings``; LM Studio from its type and capability flags.
-  The id's hints stand in only for what the backend leaves unsaid. ``denied`` lists what the
+  A llama.cpp router model never loaded is described by its GGUF file where the shim can read
+  it (``translate.gguf_facts``), below anything the backend says. The id's hints stand in only
+  for what the backend and the file leave unsaid. ``denied`` lists what the
   backend said a model cannot do (a request with images to a model denied ``vision`` is refused).
 - **Template**: ``/api/show`` always shows a Go-template stand-in built from the capabilities
   (``{{ .Tools }}`` when ``tools``, ``{{ .Suffix }}`` when ``insert``), never the backend's Jinja
   text, which is only known while a router model is loaded and would make the answer change with
   load state. The backend applies its own template in any case.
-- **Digest**: sha256 of the backend root, the model id and the model file's size once known
-  (0 before): stable across loads, refreshes and restarts.
+- **Digest**: sha256 of the backend root, the model id and the weights' size once known
+  (0 before; from the file from the start where it is read): stable across loads, refreshes and
+  restarts.
 - **modified_at**: the backend's own date where it gives a real one (OpenAI, OpenRouter); not
   llama.cpp's or vLLM's ``created``, which is the time of the answer; else when the model was
   first seen.
@@ -41,7 +44,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -112,6 +115,9 @@ class Sighting:
     upstream_id: str
     facts: ModelFacts
     loaded: bool = False
+    # What the model's file says (``translate.gguf_facts``), where the shim could read it: below
+    # anything the backend says, now or before.
+    file_facts: ModelFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -193,10 +199,28 @@ def infer_parameter_size(upstream_id: str) -> str:
 
 
 _FTYPE_SIZES = {"small": "_S", "medium": "_M", "large": "_L", "extra small": "_XS"}
+# llama.cpp names whose Ollama name does not follow from the general rule.
+_FTYPE_NAMES = {"Q2_K - Medium": "Q2_K", "IQ3_S mix - 3.66 bpw": "IQ3_M", "MXFP4 MoE": "MXFP4"}
+
+# A GGUF file's ``general.file_type`` (llama.cpp's ftype number) as Ollama names it; the same
+# name ``quantization_from_ftype`` gives for llama.cpp's spelling of that type.
+QUANTIZATION_BY_FILE_TYPE = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M",
+    18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S",
+    25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M",
+    32: "BF16", 36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4", 39: "NVFP4", 40: "Q1_0",
+}
 
 
 def quantization_from_ftype(ftype: str) -> str:
-    """llama.cpp's file type name as Ollama prints it: ``Q4_K - Medium`` -> ``Q4_K_M``."""
+    """llama.cpp's file type name as Ollama prints it: ``Q4_K - Medium`` -> ``Q4_K_M``.
+
+    A name llama.cpp guessed from the tensors (``(guessed) Q4_0``) counts as the name.
+    """
+    ftype = ftype.removeprefix("(guessed) ").strip()
+    if ftype in _FTYPE_NAMES:
+        return _FTYPE_NAMES[ftype]
     name, _, rest = ftype.partition(" - ")
     name = name.removeprefix("all ").strip().upper()
     return name + _FTYPE_SIZES.get(rest.strip().lower(), "")
@@ -241,9 +265,9 @@ T = TypeVar("T")
 # A value outside these bounds is a backend's mistake: it is dropped for that entry (what the id
 # tells, or nothing, stands in) rather than passed on to clients that would choke on it.
 _MAX_CREATED_S = 7_258_118_400  # 2200-01-01: a timestamp every client can still show
-_MAX_COUNT = 1 << 53  # bytes, parameters: beyond what a JSON number holds exactly
-_MAX_CONTEXT = 1 << 26  # tokens (67 M): far beyond any model's window
-_MAX_WIDTH = 1 << 24  # embedding length, vocabulary size
+MAX_COUNT = 1 << 53  # bytes, parameters: beyond what a JSON number holds exactly
+MAX_CONTEXT = 1 << 26  # tokens (67 M): far beyond any model's window
+MAX_WIDTH = 1 << 24  # embedding length, vocabulary size
 _NAME_DECODER = msgspec.json.Decoder(AnyModelName)
 
 
@@ -327,7 +351,7 @@ def context_from_args(args: list[str] | None) -> int | None:
     """The ``--ctx-size`` a llama.cpp router will start a model with, from its ``status.args``."""
     for flag, value in itertools.pairwise(args or ()):
         if flag in _CTX_FLAGS and value.isdigit():
-            return within(int(value), _MAX_CONTEXT)
+            return within(int(value), MAX_CONTEXT)
     return None
 
 
@@ -345,7 +369,7 @@ def _llamacpp_context(meta: LlamaCppMeta, props: LlamaCppProps | None) -> int | 
     """The context a loaded model runs with (newer builds say it in ``meta``, all in ``/props``)."""
     slot = props.default_generation_settings if props else None
     candidates = (meta.n_ctx, slot.n_ctx if slot else None)
-    return next((ctx for ctx in candidates if within(ctx, _MAX_CONTEXT)), None)
+    return next((ctx for ctx in candidates if within(ctx, MAX_CONTEXT)), None)
 
 
 def seen_in_llamacpp(entry: ModelEntry, props: LlamaCppProps | None, *, embeddings: bool | None = None) -> Sighting:
@@ -356,21 +380,21 @@ def seen_in_llamacpp(entry: ModelEntry, props: LlamaCppProps | None, *, embeddin
     """
     meta = entry.meta or LlamaCppMeta()
     status = entry.status or LlamaCppStatus()
-    n_params = within(meta.n_params, _MAX_COUNT)
+    n_params = within(meta.n_params, MAX_COUNT)
     served_for_embeddings = embeddings if embeddings is not None else embeddings_from_args(status.args)
     template = props.chat_template if props else None
     caps = props.chat_template_caps if props else None
     facts = ModelFacts(
         format="gguf",
-        size=within(meta.size, _MAX_COUNT),
+        size=within(meta.size, MAX_COUNT),
         parameter_count=n_params,
         parameter_size=human_number(n_params) if n_params else None,
         quantization_level=quantization_from_ftype(meta.ftype or "") or None,
         context_length=_llamacpp_context(meta, props),
         configured_context_length=context_from_args(status.args),
-        max_context_length=within(meta.n_ctx_train, _MAX_CONTEXT),
-        embedding_length=within(meta.n_embd, _MAX_WIDTH),
-        vocab_size=within(meta.n_vocab, _MAX_WIDTH),
+        max_context_length=within(meta.n_ctx_train, MAX_CONTEXT),
+        embedding_length=within(meta.n_embd, MAX_WIDTH),
+        vocab_size=within(meta.n_vocab, MAX_WIDTH),
         # A server that cannot embed can only complete; one that can embeds, and completes unless
         # its model looks like an embedding model (llama-server says nothing about that).
         completion=True if served_for_embeddings is False else None,
@@ -386,16 +410,16 @@ def seen_in_lmstudio_v1(model: LMStudioV1Model) -> Sighting:
     """LM Studio REST v1: type, capability flags (when given), quantization, size, loaded context."""
     embedding_model = model.type == "embedding"
     flags = None if embedding_model else model.capabilities
-    contexts = (within(i.config.context_length, _MAX_CONTEXT) for i in model.loaded_instances if i.config)
+    contexts = (within(i.config.context_length, MAX_CONTEXT) for i in model.loaded_instances if i.config)
     quant = model.quantization.name if model.quantization and model.quantization.name else None
     facts = ModelFacts(
         family=model.architecture or None,
         format=model.format or None,
-        size=within(model.size_bytes, _MAX_COUNT),
+        size=within(model.size_bytes, MAX_COUNT),
         parameter_size=model.params_string or None,
         quantization_level=quant,
         context_length=next((ctx for ctx in contexts if ctx), None),
-        max_context_length=within(model.max_context_length, _MAX_CONTEXT),
+        max_context_length=within(model.max_context_length, MAX_CONTEXT),
         completion=not embedding_model,
         embedding=embedding_model,
         tools=False if embedding_model else flags.trained_for_tool_use if flags else None,
@@ -412,8 +436,8 @@ def seen_in_lmstudio_v0(model: LMStudioV0Model) -> Sighting:
         family=model.arch or None,
         format=model.compatibility_type or None,
         quantization_level=(model.quantization or "").upper() or None,
-        context_length=within(model.loaded_context_length, _MAX_CONTEXT) if model.state == "loaded" else None,
-        max_context_length=within(model.max_context_length, _MAX_CONTEXT),
+        context_length=within(model.loaded_context_length, MAX_CONTEXT) if model.state == "loaded" else None,
+        max_context_length=within(model.max_context_length, MAX_CONTEXT),
         completion=not embedding_model,
         embedding=embedding_model,
         tools=not embedding_model and "tool_use" in (model.capabilities or []),
@@ -428,7 +452,7 @@ def seen_in_openai_entry(entry: ModelEntry, *, loaded: bool, created_is_real: bo
 
     ``created_is_real``: false where ``created`` is the time of the answer (vLLM, llama.cpp).
     """
-    ctx = within(entry.max_model_len, _MAX_CONTEXT) or within(entry.context_length, _MAX_CONTEXT)
+    ctx = within(entry.max_model_len, MAX_CONTEXT) or within(entry.context_length, MAX_CONTEXT)
     created = within(entry.created, _MAX_CREATED_S) if created_is_real else None
     facts = ModelFacts(
         max_context_length=ctx,
@@ -443,16 +467,28 @@ def seen_in_openai_entry(entry: ModelEntry, *, loaded: bool, created_is_real: bo
 # ---------------------------------------------------------------------------
 
 
-def settle(remembered: ModelFacts | None, seen: ModelFacts, now_ns: int) -> ModelFacts:
-    """What is known of a model after a look at it: what the backend says now, else what it said before.
+def _said(facts: ModelFacts) -> dict[str, Any]:
+    """The facts that are said (not None), by field name, without the first-seen stamp."""
+    said = {f.name: value for f in fields(ModelFacts) if (value := getattr(facts, f.name)) is not None}
+    said.pop("first_seen_ns", None)
+    return said
+
+
+def settle(
+    remembered: ModelFacts | None, seen: ModelFacts, now_ns: int, fallback: ModelFacts | None = None
+) -> ModelFacts:
+    """What is known of a model after a look at it: what the backend says now, else what it said
+    before, else ``fallback`` (what its model file says, read by the shim: the backend's own word,
+    now or remembered, always wins over it).
 
     A model seen for the first time is stamped ``first_seen_ns = now_ns``; that stamp never changes.
     """
     base = remembered or ModelFacts(first_seen_ns=now_ns)
-    said = {f.name: value for f in fields(ModelFacts) if (value := getattr(seen, f.name)) is not None}
-    said.pop("first_seen_ns", None)
-    settled = replace(base, **said)
-    return settled if settled.first_seen_ns is not None else replace(settled, first_seen_ns=now_ns)
+    settled = replace(base, **_said(seen))
+    if fallback is not None:
+        settled = replace(fallback, **_said(settled))
+    first_seen = base.first_seen_ns if base.first_seen_ns is not None else now_ns
+    return replace(settled, first_seen_ns=first_seen)
 
 
 def capabilities_from(upstream_id: str, facts: ModelFacts) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -498,7 +534,7 @@ def record_of(sighting: Sighting, facts: ModelFacts | None = None) -> ModelRecor
 
 
 def _record(sighting: Sighting, first_seen_ns: int) -> ModelRecord:
-    return record_of(sighting, settle(None, sighting.facts, first_seen_ns))
+    return record_of(sighting, settle(None, sighting.facts, first_seen_ns, sighting.file_facts))
 
 
 def record_from_llamacpp(
