@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -18,7 +19,7 @@ from ollama_shim.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from ollama_shim.metrics import endpoint_label, upstream_kind
+from ollama_shim.metrics import MULTIPROC_ENV, Metrics, endpoint_label, upstream_kind
 from support.faults import MODEL, Fault, FaultUpstream, refused_url
 from support.shim import shim_in_loop
 
@@ -222,3 +223,16 @@ async def test_metrics_scrape_does_not_wait_for_backends() -> None:
     async with shim_in_loop("--backend", url) as base, aiohttp.ClientSession() as session:
         samples = await asyncio.wait_for(_scrape(session, base), 5)
     assert ("ollama_shim_backend_up", frozenset({("backend", url)})) not in samples
+
+
+def test_a_scrape_leaves_out_a_worker_file_being_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another worker's file is empty for an instant after it is created: the scrape still answers."""
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    try:
+        metrics = Metrics(str(tmp_path))
+        metrics.requests.labels("/api/chat", "m", "b", "200").inc()
+        (tmp_path / "counter_99999.db").write_bytes(b"")
+        text = metrics.exposition().decode()
+    finally:
+        Metrics()  # in-process values again for the tests that follow
+    assert 'ollama_shim_requests_total{backend="b",endpoint="/api/chat",model="m",status="200"} 1.0' in text

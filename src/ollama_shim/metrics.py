@@ -40,14 +40,16 @@ May import: stdlib, prometheus_client, ``ollama_shim.errors``, ``ollama_shim.wir
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from .errors import ShimError, UpstreamError, UpstreamProtocol, UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
@@ -68,6 +70,20 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 OllamaChunk = ChatChunk | GenerateChunk
+_FILE_HEADER = 8  # bytes a worker's metrics file has once it is sized: its used-length word and padding
+
+
+class WorkerFiles(MultiProcessCollector):
+    """Every worker's series, read from their files, leaving out a file another worker is creating
+    at this instant (empty until it is sized) or has just removed: a scrape never fails on one."""
+
+    def collect(self) -> Iterable[Metric]:
+        ready = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            with contextlib.suppress(OSError):
+                if os.path.getsize(path) >= _FILE_HEADER:
+                    ready.append(path)
+        return self.merge(ready, accumulate=True)  # type: ignore[no-any-return,no-untyped-call]
 
 
 def forget_worker(pid: int, directory: str) -> None:
@@ -233,7 +249,7 @@ class Metrics:
                                 "0 while a request failed on the backend and it has not been probed back, else 1",
                                 ("backend",), registry=own, multiprocess_mode="livemin")
         if multiprocess_dir:
-            MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
+            WorkerFiles(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
         # The status page's figures, this process only.
         self.started = time.time()
         self.in_flight = 0
