@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from support import free_port
+from support import free_port, serve_on_loopback
 
 CALLS = 16_000
 MODEL = "stub-model"
@@ -79,13 +79,9 @@ async def stub_backend() -> AsyncIterator[str]:
     app = web.Application(client_max_size=1 << 30)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, url = await serve_on_loopback(app)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         await runner.cleanup()
 

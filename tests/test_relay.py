@@ -24,6 +24,7 @@ from ollama_shim.routes import relay
 from ollama_shim.server import start
 from ollama_shim.settings import Limits
 from ollama_shim.translate.request import Delivery
+from support import serve_on_loopback
 from support.faults import MODEL, Fault, FaultUpstream
 from support.shim import shim_in_loop, shim_settings, url_of
 
@@ -63,12 +64,7 @@ class RawUpstream:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._complete)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_on_loopback(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

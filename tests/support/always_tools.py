@@ -26,11 +26,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .lmstudio import LMStudioEmulation, Model, Reply
+from .lmstudio import LMStudioEmulation, Model, Reply, nomic_embedding
 from .shim import shim_in_loop
 
 MODEL = "qwen3-4b-thinking"  # as the shim lists it: MODEL + ":latest"
-EMBED_MODEL = "text-embedding-nomic-embed-text-v1.5"
+EMBED_MODEL = nomic_embedding().key
 THOUGHT = "The user wants a tool result first."
 ANSWER = "Plain scripted answer."
 FINAL_PREFIX = "Final answer from the tool:"
@@ -117,16 +117,7 @@ def tool_exchanges(body: dict[str, Any]) -> list[ToolExchange]:
 def scripted_models() -> list[Model]:
     return [
         Model(MODEL, arch="qwen3", params_string="4B", loaded_context_length=8192, reasoning=True),
-        Model(
-            EMBED_MODEL,
-            type="embeddings",
-            publisher="nomic-ai",
-            arch="nomic-bert",
-            size_bytes=84_106_624,
-            params_string=None,
-            max_context_length=2048,
-            tool_use=False,
-        ),
+        nomic_embedding(),
     ]
 
 

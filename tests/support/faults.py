@@ -51,7 +51,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import free_port
+from . import free_port, serve_on_loopback
 
 MODEL = "fault-model"
 WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight")
@@ -210,12 +210,7 @@ class FaultUpstream:
         app.router.add_post("/v1/completions", self._text)
         app.router.add_route("*", "/{tail:.*}", self._record)
         # handler_cancellation: a hanging handler learns at once that the shim hung up.
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_on_loopback(app, handler_cancellation=True, shutdown_timeout=0.5)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -40,6 +40,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from . import serve_on_loopback
+
 
 @dataclass
 class Model:
@@ -78,17 +80,14 @@ def default_models() -> list[Model]:
             max_context_length=131072,
             tool_use=False,
         ),
-        Model(
-            "text-embedding-nomic-embed-text-v1.5",
-            type="embeddings",
-            publisher="nomic-ai",
-            arch="nomic-bert",
-            size_bytes=84_106_624,
-            params_string=None,
-            max_context_length=2048,
-            tool_use=False,
-        ),
+        nomic_embedding(),
     ]
+
+
+def nomic_embedding() -> Model:
+    """An embedding model as LM Studio lists nomic-embed-text (not loaded)."""
+    return Model("text-embedding-nomic-embed-text-v1.5", type="embeddings", publisher="nomic-ai", arch="nomic-bert",
+                 size_bytes=84_106_624, params_string=None, max_context_length=2048, tool_use=False)
 
 
 @dataclass
@@ -191,12 +190,7 @@ class LMStudioEmulation:
         r.add_post("/v1/completions", self._completions)
         r.add_post("/v1/embeddings", self._embeddings)
         r.add_route("*", "/{tail:.*}", self._unexpected)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, self.url = await serve_on_loopback(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

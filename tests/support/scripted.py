@@ -26,6 +26,8 @@ from ollama_shim.registry import Registry
 from ollama_shim.settings import load_settings
 from ollama_shim.upstream import Upstream
 
+from . import serve_on_loopback
+
 START_NS = 1_700_000_000_000_000_000  # the registry's start: the "modified" time of models without one
 
 
@@ -62,12 +64,7 @@ class ScriptedBackend:
     async def __aenter__(self) -> ScriptedBackend:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_on_loopback(app, shutdown_timeout=0.5)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

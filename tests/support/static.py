@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from . import serve_on_loopback
+
 HTML = "<!doctype html><html><head><title>Welcome</title></head><body>It works!</body></html>"
 
 
@@ -29,11 +31,8 @@ class StaticServer:
     async def __aenter__(self) -> StaticServer:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._page)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, url = await serve_on_loopback(app)
+        self.port = int(url.rsplit(":", 1)[1])
         return self
 
     async def __aexit__(self, *exc: object) -> None:
