@@ -3,13 +3,20 @@ client against the LM Studio emulation, and what the backend receives when one i
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import ollama
 import pytest
 
+from ollama_shim import custom_models as cm
+from ollama_shim.custom_models import CustomModels
+from ollama_shim.store import Store
+from ollama_shim.translate.customise import CustomModel
 from support.clients import async_client
 from support.lmstudio import LMStudioEmulation
 from support.shim import shim_in_loop
@@ -18,6 +25,7 @@ BASE = "qwen2.5-7b-instruct"
 SYSTEM = "You are Mario from Super Mario Bros."
 MESSAGES = [{"role": "user", "content": "Who are you?"}, {"role": "assistant", "content": "It's-a me, Mario!"}]
 PARAMETERS = {"temperature": 0.25, "top_k": 20, "stop": ["<|eot|>"], "num_ctx": 8192}
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -316,3 +324,98 @@ async def test_config_models_are_listed_used_and_cannot_be_deleted(lmstudio, tmp
                 await change
             assert info.value.status_code == 400
             assert "comes from the config file" in info.value.error
+
+
+# -- the stored models as one process sees them ------------------------------------------------------
+
+
+async def test_a_listing_shows_this_processes_own_changes_at_once(shim) -> None:
+    api, _ = shim
+
+    async def names() -> set[str]:
+        return {m.model for m in (await api.list()).models}
+
+    backend = await names()  # this listing has read the store: what follows must not wait for that to age
+    changes = [
+        (_create_mario(api), {"mario:latest"}),
+        (api.copy("mario", "luigi"), {"mario:latest", "luigi:latest"}),
+        (api.delete("mario"), {"luigi:latest"}),
+    ]
+    for change, expected in changes:
+        await change
+        assert await names() - backend == expected
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def two_processes(tmp_path: Path) -> Iterator[tuple[CustomModels, Store, Clock]]:
+    """This process's custom models, another process's store on the same file, and this one's clock."""
+    mine, theirs = (Store(str(tmp_path), (cm.SCHEMA,)).open() for _ in range(2))
+    clock = Clock()
+    try:
+        yield CustomModels(mine, (), clock=clock), theirs, clock
+    finally:
+        mine.close()
+        theirs.close()
+
+
+def _stored(name: str, base: str = BASE) -> CustomModel:
+    return CustomModel(name=name + ":latest", base=base, system=f"I am {name}.")
+
+
+async def _listed_names(models: CustomModels) -> set[str]:
+    return {item.model.name for item in await models.listed([])}
+
+
+async def test_a_model_another_process_creates_is_seen_within_the_freshness_time(two_processes) -> None:
+    models, theirs, clock = two_processes
+    assert await _listed_names(models) == set()
+    theirs.run_blocking(lambda c: cm.upsert(c, _stored("mario")))
+    clock.now += cm.STORED_FRESH_S
+    assert await _listed_names(models) == set()  # still the copy read a moment ago: no read per listing
+    assert await models.chain("mario") == []  # the names lookup is served by the same copy
+    clock.now += 0.001
+    assert await _listed_names(models) == {"mario:latest"}
+    assert [m.name for m in await models.chain("mario")] == ["mario:latest"]
+
+
+async def test_a_model_another_process_deletes_or_changes_is_seen_within_the_freshness_time(two_processes) -> None:
+    models, theirs, clock = two_processes
+    for name in ("mario", "luigi"):
+        theirs.run_blocking(lambda c, n=name: cm.upsert(c, _stored(n)))
+    assert await _listed_names(models) == {"mario:latest", "luigi:latest"}
+    theirs.run_blocking(lambda c: cm.delete_row(c, "mario:latest"))
+    theirs.run_blocking(lambda c: cm.upsert(c, _stored("luigi", base="gemma-3-4b-it")))
+    clock.now += cm.STORED_FRESH_S + 0.001
+    assert await _listed_names(models) == {"luigi:latest"}
+    assert (await models.chain("luigi"))[0].base == "gemma-3-4b-it"
+
+
+async def test_a_read_begun_before_this_processes_change_is_not_kept(two_processes) -> None:
+    models, _, _ = two_processes
+    store = models.store
+    real_read = store.read
+    read_done, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_read(work: Callable[[sqlite3.Connection], T]) -> T:
+        result = await real_read(work)
+        read_done.set()
+        await release.wait()  # the result reaches the caller only after the change below
+        return result
+
+    store.read = slow_read  # type: ignore[method-assign]
+    listing = asyncio.create_task(_listed_names(models))
+    await read_done.wait()
+    store.read = real_read  # type: ignore[method-assign]
+    store.run_blocking(lambda c: cm.upsert(c, _stored("mario")))
+    models._changed()  # what create, copy and delete do after writing
+    release.set()
+    assert await listing == set()  # it began before the change
+    assert await _listed_names(models) == {"mario:latest"}  # at the same instant: read again

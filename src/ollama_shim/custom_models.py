@@ -12,6 +12,9 @@ hold) and the live registry:
 - ``tags``/``ps``: the entries ``/api/tags`` and ``/api/ps`` list for custom models, with
   ``details.parent_model``.
 
+Every reading goes through one per-process copy of a store's custom models, read again once
+``STORED_FRESH_S`` old or after this process changed them.
+
 May import: stdlib, aiohttp.web, ``ollama_shim.store``, ``ollama_shim.registry``,
 ``ollama_shim.errors``, ``ollama_shim.settings``, ``ollama_shim.translate``, ``ollama_shim.timefmt``,
 ``ollama_shim.wire``.
@@ -24,7 +27,7 @@ import json
 import sqlite3
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -129,23 +132,33 @@ def _find(index: dict[str, Resolved], name: str) -> Resolved | None:
     return next((index[k] for k in request_keys(name) if k in index), None)
 
 
-def select_keys(connection: sqlite3.Connection) -> frozenset[str]:
-    return frozenset(row[0] for row in connection.execute("SELECT key FROM custom_models"))
+# Every chat asks whether its model is a custom one and every /api/tags lists them, so the stored
+# models are read at most once a second per process and store (a read costs a worker thread): a
+# change made by another --workers process is seen within STORED_FRESH_S; this process's own
+# changes are seen at once (``_changed``).
+STORED_FRESH_S = 1.0
 
 
-# Every chat asks whether its model is a custom one. The stored names are read at most once a
-# second per process (a read costs a worker thread), so a model created by another --workers process
-# is seen within a second; this process's own changes are seen at once.
-KEYS_FRESH_S = 1.0
-_known_keys: weakref.WeakKeyDictionary[Store, tuple[float, frozenset[str]]] = weakref.WeakKeyDictionary()
+@dataclass
+class _StoredModels:
+    """What this process last read of one store's custom models, by ``model_key``, and when."""
+
+    models: Mapping[str, CustomModel] = dataclasses.field(default_factory=dict)
+    read_at: float | None = None  # on the clock of ``CustomModels``; None: read them (again)
+    generation: int = 0  # counts this process's own changes: a read begun before one is not kept
+
+
+_stored: weakref.WeakKeyDictionary[Store, _StoredModels] = weakref.WeakKeyDictionary()
 
 
 class CustomModels:
     """The custom models of one app: its store plus the config's ``[[models]]``."""
 
-    def __init__(self, store: Store, configured: Iterable[CustomModel]) -> None:
+    def __init__(self, store: Store, configured: Iterable[CustomModel], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.configured = {model.key: model for model in configured}
+        self.clock = clock
 
     @classmethod
     def of(cls, app: web.Application, settings: Settings) -> CustomModels:
@@ -156,25 +169,33 @@ class CustomModels:
     def _lookup(self, connection: sqlite3.Connection, key: str) -> CustomModel | None:
         return self.configured.get(key) or select_one(connection, key)
 
+    async def _stored_models(self) -> Mapping[str, CustomModel]:
+        """The stored custom models by key, read again once ``STORED_FRESH_S`` old."""
+        cached = _stored.setdefault(self.store, _StoredModels())
+        now = self.clock()
+        if cached.read_at is not None and now - cached.read_at <= STORED_FRESH_S:
+            return cached.models
+        generation = cached.generation
+        models = {model.key: model for model in await self.store.read(select_all)}
+        if cached.generation == generation:
+            cached.models, cached.read_at = models, now
+        return models
+
+    async def _all(self) -> dict[str, CustomModel]:
+        """The stored and the configured custom models by key; a configured one wins a key both hold."""
+        return {**await self._stored_models(), **self.configured}
+
     async def chain(self, name: str) -> list[CustomModel]:
         """``name`` and the custom models it is made from (``[]`` for a model that is not custom)."""
         if not is_valid_name(name):
             return []
-        if model_key(name) not in self.configured and model_key(name) not in await self._stored_keys():
-            return []
-        return await self.store.read(lambda c: chain_of(name, lambda key: self._lookup(c, key)))
-
-    async def _stored_keys(self) -> frozenset[str]:
-        now = time.monotonic()
-        taken = _known_keys.get(self.store)
-        if taken is None or now - taken[0] > KEYS_FRESH_S:
-            taken = (now, await self.store.read(select_keys))
-            _known_keys[self.store] = taken
-        return taken[1]
+        return chain_of(name, (await self._all()).get)
 
     def _changed(self) -> None:
-        """This process changed the stored models: the next lookup reads the names again."""
-        _known_keys.pop(self.store, None)
+        """This process changed the stored models: the next reading reads them again."""
+        cached = _stored.setdefault(self.store, _StoredModels())
+        cached.read_at = None
+        cached.generation += 1
 
     async def resolve(self, registry: Registry, name: str) -> tuple[Resolved, Customisation | None]:
         """The backend model ``name`` runs on, and its customisation (None: not a custom model)."""
@@ -189,8 +210,7 @@ class CustomModels:
                 from None
 
     async def listed(self, backend_models: Sequence[Resolved]) -> list[Listed]:
-        stored = await self.store.read(select_all)
-        by_key = {model.key: model for model in stored} | self.configured
+        by_key = await self._all()
         index = _index(backend_models)
         out = []
         for model in by_key.values():
