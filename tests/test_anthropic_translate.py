@@ -142,7 +142,7 @@ REQUEST_CASES: list[tuple[str, dict[str, Any], dict[str, Any], Any]] = [
                 {"id": "toolu_1", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
                  "type": "function"},
                 {"id": "toolu_2", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
-                 "type": "function"}]},
+                 "type": "function"}], "reasoning_content": "I should look"},
             {"role": "tool", "content": "Error: rain", "tool_call_id": "toolu_2"},
             {"role": "tool", "content": "sun", "tool_call_id": "toolu_1"},
             {"role": "user", "content": "And now?"},

@@ -165,12 +165,25 @@ def test_unknown_roles_are_rejected_by_name(role: str) -> None:
     assert message == f'invalid role "{role}": must be one of system, user, assistant, tool'
 
 
-def test_assistant_thinking_is_not_sent_back() -> None:
-    history = [*USER_HI, {"role": "assistant", "content": "hello", "thinking": "greet them"}]
-    body = chat_bytes({"messages": history})
-    assert b"greet them" not in body
-    assert b"thinking" not in body
+THOUGHT_HISTORY = [*USER_HI, {"role": "assistant", "content": "hello", "thinking": "greet them"}]
+
+
+def test_assistant_thinking_goes_back_to_llamacpp_as_reasoning_content() -> None:
+    """llama.cpp hands it to the chat template, as Ollama hands ``thinking`` to its own."""
+    body = chat_bytes({"messages": THOUGHT_HISTORY}, "llamacpp")
+    assert b'{"role":"assistant","content":"hello","reasoning_content":"greet them"}' in body
+
+
+@pytest.mark.parametrize("kind", ["lmstudio", "vllm", "openai", "openrouter", "generic"])
+def test_assistant_thinking_is_left_out_elsewhere(kind: str) -> None:
+    body = chat_bytes({"messages": THOUGHT_HISTORY}, kind)
     assert b'{"role":"assistant","content":"hello"}' in body
+    assert b"greet them" not in body
+
+
+def test_an_empty_thinking_is_not_sent() -> None:
+    body = chat_bytes({"messages": [*USER_HI, {"role": "assistant", "content": "hello", "thinking": ""}]})
+    assert b"reasoning_content" not in body
 
 
 # ---------------------------------------------------------------------------

@@ -50,6 +50,10 @@ class Dialect:
     # A final assistant message (a "Continue"): the backend continues it but repeats it at the start
     # of its answer (llama.cpp), needs vLLM's `continue_final_message` flags, or decides itself.
     prefill: Literal["echoes_prefix", "continue_flag", "none"] = "none"
+    # Whether an assistant message may carry its thinking back as `reasoning_content`: llama.cpp
+    # hands it to the chat template, as Ollama hands a message's `thinking` to its own (Qwen3's and
+    # gpt-oss's templates keep it within a tool-calling turn). Elsewhere it is left out.
+    sends_reasoning: bool = False
 
 
 _STANDARD = frozenset({"temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"})
@@ -66,6 +70,7 @@ LLAMACPP = Dialect(
     # deltas and the openai SDK's stream reader fails on it: that API is translated instead.
     native_apis=frozenset({"messages"}),
     prefill="echoes_prefix",
+    sends_reasoning=True,
 )
 LMSTUDIO = Dialect(
     kind="lmstudio",

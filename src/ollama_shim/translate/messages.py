@@ -1,9 +1,10 @@
 """Ollama chat messages and tool definitions -> OpenAI messages and tools.
 
-Images become ``image_url`` content parts; assistant tool calls get ids (kept when given,
-``call_<message>_<call>`` otherwise) and JSON-text arguments; each ``role: tool`` result is linked
-to the call it answers: its own ``tool_call_id``, else the oldest unanswered call with the same
-``tool_name``, else the oldest unanswered call.
+Images become ``image_url`` content parts; an assistant's ``thinking`` goes back as
+``reasoning_content`` where the dialect takes it (``Dialect.sends_reasoning``); assistant tool
+calls get ids (kept when given, ``call_<message>_<call>`` otherwise) and JSON-text arguments;
+each ``role: tool`` result is linked to the call it answers: its own ``tool_call_id``, else the
+oldest unanswered call with the same ``tool_name``, else the oldest unanswered call.
 
 May import: stdlib, msgspec, ``ollama_shim.wire``, ``ollama_shim.errors``, ``ollama_shim.dialect``,
 other ``ollama_shim.translate`` modules.
@@ -102,9 +103,10 @@ def _message_to_openai(
     if role not in _ROLES:
         raise BadRequest(f'invalid role "{message.role}": must be one of system, user, assistant, tool')
     content = content_to_openai(message.content, message.images, where=f"messages[{number}].images")
-    # `thinking` from earlier assistant turns is not sent back: templates drop it anyway.
-    if role == "assistant" and message.tool_calls:
-        return oai.OutMessage(role=role, content=content, tool_calls=ledger.register(number, message.tool_calls))
+    if role == "assistant":
+        reasoning = (message.thinking or None) if dialect.sends_reasoning else None
+        calls = ledger.register(number, message.tool_calls) if message.tool_calls else None
+        return oai.OutMessage(role=role, content=content, tool_calls=calls, reasoning_content=reasoning)
     if role == "tool":
         return oai.OutMessage(
             role=role,

@@ -53,6 +53,7 @@ class OutMessage(msgspec.Struct, omit_defaults=True):
     name: str | None = None
     tool_calls: list[OutToolCall] | None = None
     tool_call_id: str | None = None
+    reasoning_content: str | None = None  # an assistant's earlier thinking (llama.cpp)
 
 
 class JSONSchemaFormat(msgspec.Struct, omit_defaults=True):
