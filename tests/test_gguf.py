@@ -2,7 +2,7 @@
 
 Files come from the ``gguf`` package's own writer (the one llama.cpp's converters use) and from
 ``.cache/models``; ``gguf.GGUFReader`` reads the same files for comparison. Then the hostile side:
-every truncation of a file, random bytes after a valid start, counts and nesting past the caps:
+every truncation of a file, random bytes after a valid start, counts past the caps, arrays of arrays:
 always a ``GgufError``, never another exception, and never work beyond the caps.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -223,13 +224,13 @@ def _key(name: str) -> bytes:
         (_start(0, 1) + _key("k") + struct.pack("<IIQ", 9, 99, 1), "unknown array item type"),
         # a billion one-byte strings claimed in an array: stopped at the walking cap, not walked
         (_start(0, 1) + _key("k") + struct.pack("<IIQ", 9, 8, 10**9) + bytes(8 * (wg.MAX_WALKED + 2)), "walk"),
-        # arrays nested deeper than the cap
-        (_start(0, 1) + _key("k") + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 5, "nested"),
+        # an array of arrays, which llama.cpp refuses
+        (_start(0, 1) + _key("k") + struct.pack("<IIQ", 9, 9, 0), "arrays of arrays"),
         (_start(1, 0) + _key("t") + struct.pack("<I", 5), "tensor dimensions"),
         # a fixed-size array longer than the file
         (_start(0, 1) + _key("k") + struct.pack("<IIQ", 9, 10, 1 << 60), "ends early"),
     ],
-    ids=["magic", "v1", "big-endian", "tensors", "keys", "value-type", "item-type", "walk", "nesting", "dims",
+    ids=["magic", "v1", "big-endian", "tensors", "keys", "value-type", "item-type", "walk", "arrays-of-arrays", "dims",
          "long-array"],
 )
 def test_malformed_headers_say_why(raw: bytes, says: str) -> None:
@@ -240,3 +241,48 @@ def test_malformed_headers_say_why(raw: bytes, says: str) -> None:
 def test_a_string_that_is_not_utf8_is_not_kept() -> None:
     raw = _start(0, 1) + _key("general.architecture") + struct.pack("<IQ", 8, 2) + b"\xff\xfe"
     assert wg.decode_header(raw).architecture is None
+
+
+# ---------------------------------------------------------------------------
+# What a hostile header could make the reader keep or do
+# ---------------------------------------------------------------------------
+
+
+def test_an_architecture_longer_than_a_name_is_not_kept() -> None:
+    """The architecture is the family of every catalog entry: a megabyte there would be in every list."""
+    name = "a" * (wg.MAX_NAME + 1)
+    raw = _start(0, 1) + _key("general.architecture") + struct.pack("<IQ", 8, len(name)) + name.encode()
+    assert wg.decode_header(raw).architecture is None
+
+
+def test_a_template_too_long_to_keep_is_not_taken_for_no_template(tmp_path: Path) -> None:
+    header = decode_file(write(tmp_path / "m.gguf", template="x" * (wg.MAX_KEPT_STRING + 1)))
+    assert header.chat_template is None
+    assert header.template_left_out
+
+
+def test_numbers_under_keys_nobody_reads_are_not_kept() -> None:
+    """Long keys of integers: the reader's memory stays far below the header's size."""
+    entries = b"".join(_key(f"{i:08}" + "k" * 60_000) + struct.pack("<II", 4, 1) for i in range(200))
+    raw = _start(0, 200) + entries
+    tracemalloc.start()
+    try:
+        wg.decode_header(raw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(raw) // 10
+
+
+@pytest.mark.parametrize("cut", [4, 12, 30, 60])
+def test_a_cut_header_says_how_much_more_it_needs(small_file: bytes, cut: int) -> None:
+    with pytest.raises(wg.GgufShort) as short:
+        wg.decode_header(small_file[:cut])
+    assert cut < short.value.needed <= len(small_file)
+
+
+def test_a_string_claimed_longer_than_any_file_needs_that_much() -> None:
+    raw = _start(0, 1) + _key("k") + struct.pack("<IQ", 8, 1 << 60)
+    with pytest.raises(wg.GgufShort) as short:
+        wg.decode_header(raw)
+    assert short.value.needed > 1 << 60

@@ -17,7 +17,11 @@ Its ``health`` is what the router (``routing``) knows of it as a replica: reques
 waiting, and whether it is down (after a failed request) until a background probe finds it back.
 
 A llama.cpp router says little of a model it has not loaded; on this machine, the model's GGUF
-file says the rest (``model_files``, ``translate.gguf_facts``), below what the router says.
+file says the rest (``model_files``, ``translate.gguf_facts``), below what the router says and
+never remembered. The files are read and understood in one worker thread per backend at a time
+(``_FileRead``); a catalog read waits for it at most ``FILE_READ_WAIT`` seconds and takes what
+it has found by then, so a file on a device that does not answer costs one wait, not every
+refresh, and never a second thread.
 
 A single llama-server does not say in ``/props`` whether it serves embeddings: its
 ``/v1/embeddings`` is asked once per model with a one-word input (200: yes; 501 or another 4xx:
@@ -31,6 +35,7 @@ May import: stdlib, msgspec, ``ollama_shim.upstream``, ``ollama_shim.settings``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import urllib.parse
 from collections import deque
@@ -59,12 +64,12 @@ from .wire.backends import (
     ModelListEntries,
     ModelLoadRequest,
 )
-from .wire.gguf import GgufHeader
 from .wire.openai import EmbeddingsRequest, EmbeddingsResponse, ModelEntry
 
 log = logging.getLogger("ollama_shim.backends")
 
 PROBE_TIMEOUT = 5.0
+FILE_READ_WAIT = PROBE_TIMEOUT  # seconds a catalog read waits for a backend's model files
 
 T = TypeVar("T")
 CatalogReader = Callable[["LiveBackend", list[ModelEntry]], Awaitable[tuple[Sighting, ...]]]
@@ -147,6 +152,7 @@ class LiveBackend:
         self.memory: ModelMemory = memory if memory is not None else InProcessMemory()
         # Its model files, where the shim may read them: only for a backend on this machine.
         self.files = files if files is not None and settings.on_this_machine else None
+        self.file_read: _FileRead | None = None  # the last (or running) read of its model files
         self.kind: Kind | None = kind_named(settings.kind)  # None until an ``auto`` backend is probed
         self.records: tuple[ModelRecord, ...] = ()  # its models as last read; kept while it is down
         self.ever_answered = False
@@ -205,10 +211,10 @@ class LiveBackend:
     def _settled(self, sighting: Sighting, now_ns: int) -> ModelRecord:
         """The record of a model seen now, over what was known of it; what is new is remembered."""
         before = self.recall(sighting.upstream_id)
-        facts = catalog.settle(before, sighting.facts, now_ns, sighting.file_facts)
+        facts = catalog.settle(before, sighting.facts, now_ns)
         if facts != before:
             self.memory.remember(self.settings.root, sighting.upstream_id, facts)
-        return catalog.record_of(sighting, facts)
+        return catalog.record_of(sighting, catalog.over(facts, sighting.file_facts))
 
     async def _probe(self, entries: list[ModelEntry]) -> Kind:
         props, lms = await asyncio.gather(self.props(), self.lmstudio_v1())
@@ -296,21 +302,50 @@ async def read_llamacpp(backend: LiveBackend, entries: list[ModelEntry]) -> tupl
     )
 
 
+class _FileRead:
+    """One pass over model files in a worker thread; what each file says, by path, as it is found."""
+
+    def __init__(self, files: ModelFiles, paths: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        self.found: dict[str, catalog.ModelFacts | None] = {}  # filled by the thread, read by the loop
+        self.deadline = loop.time() + FILE_READ_WAIT
+        self.task = loop.create_task(asyncio.to_thread(self._read_all, files, list(dict.fromkeys(paths))))
+
+    def _read_all(self, files: ModelFiles, paths: list[str]) -> None:
+        for path in paths:
+            try:
+                header = files.header(path)
+                self.found[path] = None if header is None else gguf_facts.seen_in_gguf(header)
+            except Exception:  # a file never breaks the catalog
+                log.exception("reading the model file %s failed", path)
+                self.found[path] = None
+
+    async def wait(self) -> None:
+        """Until the pass is over or its deadline has come, whichever is first."""
+        left = self.deadline - asyncio.get_running_loop().time()
+        if left > 0 and not self.task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.task), left)
+
+
 async def _file_facts(
     backend: LiveBackend, entries: list[ModelEntry], *, router: bool
 ) -> list[catalog.ModelFacts | None]:
-    """What each router model's GGUF file says, where the shim may read it (``model_files``)."""
+    """What each router model's GGUF file says, where the shim may read it (``model_files``).
+
+    A pass still running from an earlier read (a slow or stuck file) is waited on, never doubled.
+    """
     files = backend.files
-    args = [e.status.args if e.status else None for e in entries]
     if files is None or not router:
         return [None] * len(entries)
+    args = [e.status.args if e.status else None for e in entries]
     paths = [gguf_facts.model_path_from_args(a) for a in args]
-
-    def read_all() -> list[GgufHeader | None]:  # one thread hop for the whole list
-        return [files.header(p) if p else None for p in paths]
-
-    headers = await asyncio.to_thread(read_all)
-    return [None if h is None else gguf_facts.seen_in_gguf(h, a) for h, a in zip(headers, args, strict=True)]
+    read = backend.file_read
+    if read is None or read.task.done():
+        read = backend.file_read = _FileRead(files, [p for p in paths if p])
+    await read.wait()
+    facts = [read.found.get(p) if p else None for p in paths]
+    return [None if f is None else gguf_facts.as_started(f, a) for f, a in zip(facts, args, strict=True)]
 
 
 async def read_lmstudio(backend: LiveBackend, entries: list[ModelEntry]) -> tuple[Sighting, ...]:

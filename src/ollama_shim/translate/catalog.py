@@ -6,11 +6,12 @@ Each backend's native metadata (llama.cpp ``/v1/models`` ``meta`` + ``/props`` +
 about it now (None wherever it says nothing, which for a llama.cpp router model that is not
 loaded is most things). ``settle`` lays those over what was remembered of the model, so a fact
 once learned (size, parameters, quantization, context, capabilities) stays known when the model
-is unloaded; ``record_of`` turns the facts into the ``ModelRecord`` clients are shown, with
-careful inference from the id (family, parameter size, quantization, capabilities) only for what
-no backend has said. ``decode_each`` reads a backend's list entry by entry, so one malformed entry
-costs only itself; values outside sane bounds (a ``created`` in the year 30 million, a negative
-size) are dropped for that entry.
+is unloaded; ``over`` fills what the backend never said from the model's file where the shim reads
+it (never remembered); ``record_of`` turns the facts into the ``ModelRecord`` clients are shown,
+with careful inference from the id (family, parameter size, quantization, capabilities) only for
+what no backend has said. ``decode_each`` reads a backend's list entry by entry, so one malformed
+entry costs only itself; values outside sane bounds (a ``created`` in the year 30 million, a
+negative size) are dropped for that entry.
 
 The rules clients see:
 
@@ -474,21 +475,23 @@ def _said(facts: ModelFacts) -> dict[str, Any]:
     return said
 
 
-def settle(
-    remembered: ModelFacts | None, seen: ModelFacts, now_ns: int, fallback: ModelFacts | None = None
-) -> ModelFacts:
-    """What is known of a model after a look at it: what the backend says now, else what it said
-    before, else ``fallback`` (what its model file says, read by the shim: the backend's own word,
-    now or remembered, always wins over it).
+def settle(remembered: ModelFacts | None, seen: ModelFacts, now_ns: int) -> ModelFacts:
+    """What is known of a model after a look at it: what the backend says now, else what it said before.
 
     A model seen for the first time is stamped ``first_seen_ns = now_ns``; that stamp never changes.
     """
     base = remembered or ModelFacts(first_seen_ns=now_ns)
     settled = replace(base, **_said(seen))
-    if fallback is not None:
-        settled = replace(fallback, **_said(settled))
-    first_seen = base.first_seen_ns if base.first_seen_ns is not None else now_ns
-    return replace(settled, first_seen_ns=first_seen)
+    return settled if settled.first_seen_ns is not None else replace(settled, first_seen_ns=now_ns)
+
+
+def over(known: ModelFacts, fallback: ModelFacts | None) -> ModelFacts:
+    """``known`` (the backend's word, now or remembered), with what it leaves unsaid taken from
+    ``fallback`` (what the model's file says, read by the shim). Never remembered: a file replaced
+    is read anew, and its facts never outlive it."""
+    if fallback is None:
+        return known
+    return replace(fallback, **_said(known), first_seen_ns=known.first_seen_ns)
 
 
 def capabilities_from(upstream_id: str, facts: ModelFacts) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -534,7 +537,7 @@ def record_of(sighting: Sighting, facts: ModelFacts | None = None) -> ModelRecor
 
 
 def _record(sighting: Sighting, first_seen_ns: int) -> ModelRecord:
-    return record_of(sighting, settle(None, sighting.facts, first_seen_ns, sighting.file_facts))
+    return record_of(sighting, over(settle(None, sighting.facts, first_seen_ns), sighting.file_facts))
 
 
 def record_from_llamacpp(

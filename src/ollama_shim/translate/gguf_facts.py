@@ -12,13 +12,15 @@ and the capabilities come from the chat template the server will use:
   llama-server's built-in ChatML stand-in, which has neither.
 - **thinking**: ``catalog.thinking_from_template``, the same test as for a loaded model.
 - Nothing is said of the template when the command line replaces it (``--chat-template*``,
-  ``--no-jinja``): the file does not tell what the server will use then.
+  ``--no-jinja``): the file does not tell what the server will use then (``as_started``); nor
+  when the file's template is too long to keep (``GgufHeader.template_left_out``).
 
 A model split over several files (``split.count``) says nothing of its size or parameters here:
 the first file's sums cover only that file.
 
-These facts rank below anything the backend says (``catalog.settle``'s fallback), so once a
-model has been loaded its ``/props`` wins and is remembered.
+These facts rank below anything the backend says, now or remembered (``catalog.over``), so once
+a model has been loaded its ``/props`` wins and is remembered; they are never remembered
+themselves.
 
 May import: stdlib, ``ollama_shim.wire.gguf``, ``ollama_shim.translate.catalog``.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 
 from ..wire.gguf import GgufHeader
 from . import catalog
@@ -62,11 +65,11 @@ def seen_in_gguf(header: GgufHeader, args: list[str] | None = None) -> ModelFact
     n_params = catalog.within(header.parameter_count, catalog.MAX_COUNT) if whole else None
     ftype = header.file_type
     tools = thinking = None
-    if not template_replaced(args):
+    if not header.template_left_out:
         templates = [t for t in (header.chat_template, header.tool_use_template) if t is not None]
         tools = any(map(tools_from_template, templates))
         thinking = header.chat_template is not None and catalog.thinking_from_template(header.chat_template)
-    return ModelFacts(
+    facts = ModelFacts(
         family=header.architecture or None,
         format="gguf",
         size=catalog.within(header.tensor_bytes, catalog.MAX_COUNT) if whole else None,
@@ -79,3 +82,10 @@ def seen_in_gguf(header: GgufHeader, args: list[str] | None = None) -> ModelFact
         tools=tools,
         thinking=thinking,
     )
+    return as_started(facts, args)
+
+
+def as_started(facts: ModelFacts, args: list[str] | None) -> ModelFacts:
+    """What a file says (``seen_in_gguf``) of a model started with ``args``: nothing of its
+    template's capabilities when the command line replaces the template."""
+    return replace(facts, tools=None, thinking=None) if template_replaced(args) else facts
