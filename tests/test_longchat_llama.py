@@ -2,9 +2,11 @@
 
 A 60-turn chat is longer than the context: llama-server alone refuses it, the shim drops the
 oldest turns (counting with the server's own template and tokenizer) and answers, streamed and
-not; ``truncate: false`` gets Ollama's error. A final assistant message is continued and the
-answer holds only the new text, where llama-server alone repeats the partial text first. A generate
-ends with ``context``: the server's token ids of the templated prompt and the answer.
+not; ``truncate: false`` gets Ollama's error. The same chat through the OpenAI SDK on
+``/v1/chat/completions`` under the model's Ollama name is cut the same way, streamed and not. A
+final assistant message is continued and the answer holds only the new text, where llama-server
+alone repeats the partial text first. A generate ends with ``context``: the server's token ids of
+the templated prompt and the answer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from support import llama as llama_support
@@ -89,6 +92,25 @@ def test_truncate_false_gets_ollamas_error(shim: str) -> None:
     body = {"model": SMOL, "messages": long_chat(), "stream": False, "truncate": False, "options": {"num_predict": 4}}
     status, lines = chat(shim, body)
     assert (status, lines) == (400, [{"error": "the input length exceeds the context length"}])
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_60_turn_chat_answers_through_the_openai_sdk(shim: str, stream: bool) -> None:
+    with openai.OpenAI(base_url=shim + "/v1", api_key="unused", max_retries=0, timeout=300) as client:
+        if stream:
+            chunks = list(client.chat.completions.create(
+                model=SMOL, messages=long_chat(), max_tokens=8, temperature=0, seed=1, stream=True,
+                stream_options={"include_usage": True}))
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            usage = chunks[-1].usage
+        else:
+            completion = client.chat.completions.create(
+                model=SMOL, messages=long_chat(), max_tokens=8, temperature=0, seed=1)
+            text, usage = completion.choices[0].message.content or "", completion.usage
+    assert text
+    assert usage is not None
+    # Cut to fit with room for max_tokens, and not much shorter than that.
+    assert CONTEXT // 2 < usage.prompt_tokens <= CONTEXT - 8
 
 
 CONTINUE = [{"role": "user", "content": "Write a short poem about flowers."},

@@ -1,5 +1,6 @@
 """Fitting a long chat into the context (``translate.truncation``): the keep/drop rule, the search
-over the cut point, the budget, the estimate and the recognised context refusals."""
+over the cut point, the budget, the estimate, the recognised context refusals, and an OpenAI chat
+body forwarded as it came (its view, its room for the answer, the bound on its size)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ import pytest
 from ollama_shim.translate.truncation import (
     DEFAULT_RESERVE,
     IMAGE_TOKENS,
+    TEMPLATE_ALLOWANCE,
     Budget,
     CutSearch,
     Overflow,
+    body_surely_fits,
     budget_for,
     context_overflow,
     estimated_tokens,
+    forwarded_chat,
+    forwarded_options,
     kept_indices,
     surely_fits,
 )
@@ -176,3 +181,105 @@ def test_surely_fits_allows_a_token_per_byte(limit: int, fits: bool) -> None:
 )
 def test_context_refusals_are_recognised(message: str, expected: Overflow | None) -> None:
     assert context_overflow(message) == expected
+
+
+# -- an OpenAI chat body, forwarded as it came ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("doc", "reserve"),
+    [
+        ({}, DEFAULT_RESERVE),
+        ({"max_tokens": 100}, 100),
+        ({"max_completion_tokens": 50, "max_tokens": 100}, 50),  # the newer name wins
+        ({"max_completion_tokens": -1, "max_tokens": 100}, 100),  # not a room: the other one
+        ({"max_completion_tokens": None, "max_tokens": 100}, 100),
+        ({"max_tokens": 100_000}, 2048),  # at most half the context, as num_predict
+        ({"max_tokens": "lots"}, DEFAULT_RESERVE),
+        ({"max_tokens": True}, DEFAULT_RESERVE),
+    ],
+)
+def test_the_room_a_forwarded_chat_asks_for(doc: dict[str, object], reserve: int) -> None:
+    assert budget_for(4096, forwarded_options(doc)) == Budget(4096, reserve)
+
+
+def _body(content: str) -> bytes:
+    return msgspec.json.encode({"model": "m", "messages": [{"role": "user", "content": content}]})
+
+
+@pytest.mark.parametrize("context", [1024, 4096, 10_000])
+def test_a_body_fits_by_its_size_within_the_least_limit(context: int) -> None:
+    room = Budget(context, context // 2).limit - TEMPLATE_ALLOWANCE - len(_body(""))
+    assert body_surely_fits(_body("x" * room), context) is True
+    assert body_surely_fits(_body("x" * (room + 1)), context) is False
+
+
+def test_a_body_with_an_image_counts_the_image() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    body = msgspec.json.encode({"model": "m", "messages": [{"role": "user", "content": [image]}]})
+    without_images = 2 * (len(body) + TEMPLATE_ALLOWANCE)
+    assert body_surely_fits(body, without_images) is False
+    # The type tag and the key both say "image_url": counted twice, generously.
+    assert body_surely_fits(body, without_images + 4 * IMAGE_TOKENS) is True
+
+
+@pytest.mark.parametrize("text", ["x" * 500, "é" * 500, "\n" * 500, '"' * 500, "字" * 500, "\u2028" * 500])
+def test_what_fits_by_size_fits_by_its_view(text: str) -> None:
+    doc = {"model": "m", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": text},
+                                      {"role": "assistant", "content": [{"type": "text", "text": text}]}]}
+    body = msgspec.json.encode(doc)
+    chat = forwarded_chat(msgspec.json.decode(body))
+    context = 2 * (len(body) + TEMPLATE_ALLOWANCE)  # the smallest context the body fits by its size
+    assert chat is not None
+    assert body_surely_fits(body, context) is True
+    assert surely_fits(chat.view, Budget(context, context // 2).limit) is True
+
+
+def test_a_forwarded_chat_is_viewed_one_message_for_one() -> None:
+    doc = {"model": "m", "x_vendor": [1], "messages": [
+        {"role": "developer", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "hi"}], "x_note": 1},
+        {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AAAA"}}]},
+        {"role": "assistant", "tool_calls": [{"id": "1", "function": {"name": "f", "arguments": {"a": 1}}}]},
+    ]}
+    chat = forwarded_chat(doc)
+    assert chat is not None
+    assert [m.role for m in chat.view.messages] == ["system", "user", "user", "assistant"]
+    assert chat.view.messages[1].content == [oai.ContentPart(text="hi")]
+    # Shapes the shim does not model are counted as their JSON text.
+    assert chat.view.messages[2].content == msgspec.json.encode(doc["messages"][2]).decode()
+    assert chat.view.messages[3].content == msgspec.json.encode(doc["messages"][3]).decode()
+
+
+def test_a_forwarded_chat_cut_keeps_the_rest_of_the_body() -> None:
+    messages = [{"role": "system", "content": "s", "x": 1}, {"role": "user", "content": "a"},
+                {"role": "user", "content": "b"}]
+    chat = forwarded_chat({"model": "m", "x_vendor": {"y": None}, "stop": "\n", "messages": messages})
+    assert chat is not None
+    cut = chat.cut_to([0, 2])
+    assert cut.doc == {"model": "m", "x_vendor": {"y": None}, "stop": "\n", "messages": [messages[0], messages[2]]}
+    assert [m.content for m in cut.view.messages] == ["s", "b"]
+    assert chat.doc["messages"] == messages  # the original is left as it was
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        [],
+        {"model": "m"},
+        {"model": "m", "messages": "hi"},
+        {"model": "m", "messages": ["hi"]},
+        {"model": "m", "messages": [{"content": "no role"}]},
+        {"model": "m", "messages": [{"role": 1, "content": "x"}]},
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search"}]},
+    ],
+)
+def test_a_body_the_shim_cannot_read_is_not_fitted(doc: object) -> None:
+    assert forwarded_chat(doc) is None
+
+
+def test_a_forwarded_chat_keeps_its_tools_for_the_estimate() -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}, "strict": True}}
+    chat = forwarded_chat({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [tool]})
+    assert chat is not None
+    assert chat.view.tools == [oai.OutTool(function=oai.OutFunction(name="f", parameters={"type": "object"}))]

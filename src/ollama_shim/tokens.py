@@ -23,7 +23,7 @@ from .errors import UpstreamProtocol, UpstreamTimeout
 from .registry import Resolved
 from .settings import Backend
 from .upstream import Upstream
-from .wire.openai import ChatCompletionRequest
+from .wire.openai import ChatCompletionRequest, JSONObject
 
 T = TypeVar("T")
 
@@ -69,15 +69,15 @@ class Tokenizer:
             raise UpstreamTimeout(f"backend at {self._backend.root} did not answer {path} in {CALL_TIMEOUT:g} s") \
                 from None
 
-    async def render(self, request: ChatCompletionRequest) -> str:
-        """The prompt text the model's template makes of a chat body."""
+    async def render(self, request: ChatCompletionRequest | JSONObject) -> str:
+        """The prompt text the model's template makes of a chat body (the shim's, or a client's as it came)."""
         return (await self._post("/apply-template", msgspec.json.encode(request), _RenderedPrompt)).prompt
 
     async def tokenize(self, text: str) -> list[int]:
         body = msgspec.json.encode(_TokenizeRequest(content=text, model=self._model))
         return (await self._post("/tokenize", body, _Tokens)).tokens
 
-    async def prompt_tokens(self, request: ChatCompletionRequest) -> int:
+    async def prompt_tokens(self, request: ChatCompletionRequest | JSONObject) -> int:
         """How many tokens the chat body's prompt takes (images not included)."""
         return len(await self.tokenize(await self.render(request)))
 

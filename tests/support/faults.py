@@ -21,9 +21,11 @@ last message (or prompt), else ``default``:
 - ``Fault("bare_sse")`` / ``Fault("bare_html")``: the normal stream / an HTML page, with no
   Content-Type header at all.
 
-``models_fault`` (a ``Fault`` of kind ``status``, ``endless``, ``deep`` or ``redirect``) makes
-``GET /v1/models`` misbehave the same way. With ``compress_when_asked``, every answer is gzipped
-when the request's Accept-Encoding allows gzip, as many servers and proxies do.
+``model_fields`` are added to the model's ``/v1/models`` entry (``{"max_model_len": 2048}`` gives it
+a context, as vLLM lists one). ``models_fault`` (a ``Fault`` of kind ``status``, ``endless``, ``deep``
+or ``redirect``) makes ``GET /v1/models`` misbehave the same way. With ``compress_when_asked``,
+every answer is gzipped when the request's Accept-Encoding allows gzip, as many servers and
+proxies do.
 
 Any other path is answered by a recorder: ``raw_calls`` keeps each request's raw path (as it came
 on the wire), headers and body; the answer is ``recorder_answer`` (status, headers, body).
@@ -188,6 +190,7 @@ class FaultUpstream:
         self.model_listings = 0
         self.listing_headers: dict[str, str] = {}
         self.models_fault: Fault | None = None
+        self.model_fields: dict[str, Any] = {}  # more fields of the model's /v1/models entry
         self.compress_when_asked = False
         self.raw_calls: list[RawCall] = []
         self.recorder_answer = Answer()
@@ -246,7 +249,8 @@ class FaultUpstream:
             if fault.kind == "status":
                 return web.json_response(_error_body(fault.status, fault.message), status=fault.status)
             return await self._special(request, fault, stream=False) or web.Response(status=500)
-        listing = {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "faults"}]}
+        entry = {"id": MODEL, "object": "model", "owned_by": "faults", **self.model_fields}
+        listing = {"object": "list", "data": [entry]}
         return self._compressed(request, web.json_response(listing))
 
     async def _special(self, request: web.Request, fault: Fault, *, stream: bool) -> web.StreamResponse | None:

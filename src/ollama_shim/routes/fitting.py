@@ -9,6 +9,12 @@ the same search against the context the refusal names (else the catalog's), coun
 tokenizer, or with the estimate scaled by what the refusal said the prompt really took; None
 when that would drop nothing more.
 
+``fit_forwarded`` and ``refit_forwarded`` do the same for an OpenAI chat body forwarded as it came
+(``translate.truncation.ForwardedChat``): the tokenizer renders the client's own body (every field
+of it), the estimate reads the typed view; there is no ``truncate`` in that API, so it always
+applies, as Ollama's does, and the room for the answer is the body's ``max_completion_tokens`` or
+``max_tokens``.
+
 May import: stdlib, msgspec, ``ollama_shim.routes.*``, ``ollama_shim.tokens``, ``ollama_shim.registry``,
 ``ollama_shim.errors``, ``ollama_shim.translate``, ``ollama_shim.wire``.
 """
@@ -16,8 +22,9 @@ May import: stdlib, msgspec, ``ollama_shim.routes.*``, ``ollama_shim.tokens``, `
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import msgspec
 
@@ -27,45 +34,101 @@ from ..tokens import tokenizer_for
 from ..translate.request import ChatRequestPlan
 from ..translate.truncation import (
     IMAGE_TOKENS,
+    Budget,
     CutSearch,
+    ForwardedChat,
     Overflow,
     budget_for,
     estimated_tokens,
+    forwarded_options,
     image_count,
     kept_indices,
     surely_fits,
 )
 from ..wire import ollama as ow
-from ..wire.openai import ChatCompletionRequest
+from ..wire.openai import ChatCompletionRequest, JSONObject
 from .state import AppState, log
 
 Counter = Callable[[ChatCompletionRequest], Awaitable[int]]
 
 
+class _Chat(Protocol):
+    """A chat to fit: its messages as the shim reads them (``view``), and the body that is sent (and
+    rendered by a tokenizer) when only the messages at ``kept`` are."""
+
+    @property
+    def view(self) -> ChatCompletionRequest: ...
+
+    def keeping(self, kept: Sequence[int]) -> ChatCompletionRequest | JSONObject: ...
+
+
+@dataclass(frozen=True)
+class _Translated:
+    """A chat the shim translated itself: what it reads is what it sends."""
+
+    view: ChatCompletionRequest
+
+    def keeping(self, kept: Sequence[int]) -> ChatCompletionRequest:
+        return msgspec.structs.replace(self.view, messages=[self.view.messages[i] for i in kept])
+
+
 async def fit(state: AppState, resolved: Resolved, req: ow.ChatRequest, plan: ChatRequestPlan) -> ChatRequestPlan:
     """``plan`` with the oldest messages dropped until its prompt fits; unchanged when it fits, when
     ``truncate`` is false or when the model's context is not known."""
-    budget = budget_for(resolved.record.context_length, req.options)
-    if req.truncate is False or budget is None or surely_fits(plan.request, budget.limit):
+    if req.truncate is False:
         return plan
-    return await _searched(state, resolved, plan, budget.limit, _estimate)
+    chat = _Translated(plan.request)
+    kept = await _fitted(state, resolved, chat, budget_for(resolved.record.context_length, req.options))
+    return plan if kept is None else replace(plan, request=chat.keeping(kept))
 
 
 async def refit(
     state: AppState, resolved: Resolved, req: ow.ChatRequest, plan: ChatRequestPlan, overflow: Overflow
 ) -> ChatRequestPlan | None:
     """``plan`` (refused as too long) cut further to fit; None when nothing more would be dropped."""
-    budget = budget_for(overflow.context or resolved.record.context_length, req.options)
+    chat = _Translated(plan.request)
+    kept = await _refitted(state, resolved, chat, req.options, overflow)
+    return None if kept is None else replace(plan, request=chat.keeping(kept))
+
+
+async def fit_forwarded(state: AppState, resolved: Resolved, chat: ForwardedChat) -> ForwardedChat:
+    """A forwarded chat body with the oldest messages dropped until its prompt fits; unchanged when it
+    fits or when the model's context is not known."""
+    budget = budget_for(resolved.record.context_length, forwarded_options(chat.doc))
+    kept = await _fitted(state, resolved, chat, budget)
+    return chat if kept is None else chat.cut_to(kept)
+
+
+async def refit_forwarded(
+    state: AppState, resolved: Resolved, chat: ForwardedChat, overflow: Overflow
+) -> ForwardedChat | None:
+    """A forwarded chat body (refused as too long) cut further to fit; None when nothing more would go."""
+    kept = await _refitted(state, resolved, chat, forwarded_options(chat.doc), overflow)
+    return None if kept is None else chat.cut_to(kept)
+
+
+async def _fitted(state: AppState, resolved: Resolved, chat: _Chat, budget: Budget | None) -> list[int] | None:
+    """The messages kept to fit ``budget``; None when all are (or no context is known)."""
+    if budget is None or surely_fits(chat.view, budget.limit):
+        return None
+    return await _searched(state, resolved, chat, budget.limit, _estimate)
+
+
+async def _refitted(
+    state: AppState, resolved: Resolved, chat: _Chat, options: JSONObject | None, overflow: Overflow
+) -> list[int] | None:
+    """The messages kept to fit the context ``overflow`` names (else the catalog's); None when that
+    drops nothing."""
+    budget = budget_for(overflow.context or resolved.record.context_length, options)
     if budget is None:
         return None
-    estimate = estimated_tokens(plan.request)
+    estimate = estimated_tokens(chat.view)
     scale = max(1.0, (overflow.prompt_tokens or 0) / estimate)
 
     async def scaled(request: ChatCompletionRequest) -> int:
         return math.ceil(estimated_tokens(request) * scale)
 
-    fitted = await _searched(state, resolved, plan, budget.limit, scaled)
-    return fitted if len(fitted.request.messages) < len(plan.request.messages) else None
+    return await _searched(state, resolved, chat, budget.limit, scaled)
 
 
 async def _estimate(request: ChatCompletionRequest) -> int:
@@ -73,43 +136,43 @@ async def _estimate(request: ChatCompletionRequest) -> int:
 
 
 async def _searched(
-    state: AppState, resolved: Resolved, plan: ChatRequestPlan, limit: int, fallback: Counter
-) -> ChatRequestPlan:
-    """The longest fitting tail of ``plan``'s chat: counted by the backend's tokenizer if it has
-    one, by ``fallback`` if not or if the tokenizer fails."""
+    state: AppState, resolved: Resolved, chat: _Chat, limit: int, fallback: Counter
+) -> list[int] | None:
+    """The messages of the longest fitting tail of the chat (None: all of them), counted by the
+    backend's tokenizer if it has one, by ``fallback`` if not or if the tokenizer fails."""
+    messages = chat.view.messages
+    roles = [m.role for m in messages]
     tokenizer = tokenizer_for(state.upstream, resolved)
     if tokenizer is not None:
 
-        async def exact(request: ChatCompletionRequest) -> int:
-            images = sum(image_count(m) for m in request.messages)
-            return await tokenizer.prompt_tokens(request) + IMAGE_TOKENS * images
+        async def exact(kept: Sequence[int]) -> int:
+            images = sum(image_count(messages[i]) for i in kept)
+            return await tokenizer.prompt_tokens(chat.keeping(kept)) + IMAGE_TOKENS * images
 
         try:
-            return _logged(resolved, plan, limit, *await _search(plan, limit, exact))
+            return _logged(resolved, len(roles), limit, *await _search(roles, limit, exact))
         except UpstreamError as exc:
             log.warning("cannot count tokens on %s (%s); estimating instead", resolved.backend.root, exc.message)
-    return _logged(resolved, plan, limit, *await _search(plan, limit, fallback))
+
+    async def estimated(kept: Sequence[int]) -> int:
+        return await fallback(msgspec.structs.replace(chat.view, messages=[messages[i] for i in kept]))
+
+    return _logged(resolved, len(roles), limit, *await _search(roles, limit, estimated))
 
 
-async def _search(plan: ChatRequestPlan, limit: int, count: Counter) -> tuple[ChatRequestPlan, int]:
-    """``plan`` cut where ``CutSearch`` decides, and how many counts that took."""
-    messages = plan.request.messages
-    roles = [m.role for m in messages]
-
-    def kept(cut: int) -> ChatCompletionRequest:
-        return msgspec.structs.replace(plan.request, messages=[messages[i] for i in kept_indices(roles, cut)])
-
-    search = CutSearch(len(messages), limit)
+async def _search(
+    roles: list[str], limit: int, count: Callable[[Sequence[int]], Awaitable[int]]
+) -> tuple[list[int] | None, int]:
+    """The messages kept where ``CutSearch`` cuts (None: all of them), and how many counts that took."""
+    search = CutSearch(len(roles), limit)
     while (cut := search.next_cut()) is not None:
-        search.report(await count(kept(cut)))
-    return replace(plan, request=kept(search.cut)) if search.cut else plan, search.counts
+        search.report(await count(kept_indices(roles, cut)))
+    kept = kept_indices(roles, search.cut)
+    return (kept if len(kept) < len(roles) else None), search.counts
 
 
-def _logged(
-    resolved: Resolved, plan: ChatRequestPlan, limit: int, fitted: ChatRequestPlan, counts: int
-) -> ChatRequestPlan:
-    dropped = len(plan.request.messages) - len(fitted.request.messages)
-    if dropped:
-        log.info("dropped the %d oldest of %d messages to fit %s in %d prompt tokens (%d counts)", dropped,
-                 len(plan.request.messages), resolved.record.upstream_id, limit, counts)
-    return fitted
+def _logged(resolved: Resolved, total: int, limit: int, kept: list[int] | None, counts: int) -> list[int] | None:
+    if kept is not None:
+        log.info("dropped the %d oldest of %d messages to fit %s in %d prompt tokens (%d counts)",
+                 total - len(kept), total, resolved.record.upstream_id, limit, counts)
+    return kept

@@ -1,13 +1,15 @@
 """``/v1/*`` forwarded to a backend, so OpenAI clients (and Copilot's chat) use the same port.
 
-The method, query, headers and body go through unchanged, with one exception: a ``model`` in a
+The method, query, headers and body go through unchanged, with two exceptions. A ``model`` in a
 JSON body that names a model by its Ollama name (as listed by ``/api/tags``) is rewritten to the
 backend's own id, and picks the backend (one of the model's replicas, failed over before the
 answer began as ``routes.relay`` does; an error answer is read whole first); a custom model is
 rewritten to its backend model, and on ``/v1/chat/completions`` its system prompt, messages and
-parameters are added to the body. The
-response is streamed back chunk by chunk. With several backends, ``GET /v1/models`` is their
-merged list.
+parameters are added to the body. And a ``/v1/chat/completions`` history longer than the model's
+context loses its oldest messages, as ``/api/chat``'s does (``routes.fitting``; always, as the
+OpenAI API has no ``truncate``); a backend's "prompt too long" refusal before the first byte is
+followed by one retry cut to fit. The rest of the body is sent as it came. The response is
+streamed back chunk by chunk. With several backends, ``GET /v1/models`` is their merged list.
 
 What is not forwarded:
 
@@ -24,7 +26,8 @@ What is not forwarded:
 
 May import: aiohttp.web, aiohttp.ClientResponse (the type), multidict, msgspec, stdlib,
 ``ollama_shim.routes.*``, ``ollama_shim.settings``, ``ollama_shim.errors``, ``ollama_shim.wire``,
-``ollama_shim.translate.passthrough_paths``, ``ollama_shim.translate.customise``, ``ollama_shim.custom_models``,
+``ollama_shim.translate.passthrough_paths``, ``ollama_shim.translate.customise``,
+``ollama_shim.translate.truncation``, ``ollama_shim.custom_models``,
 ``ollama_shim.registry``, ``ollama_shim.upstream`` (its pure ``error_message``).
 """
 
@@ -44,8 +47,11 @@ from ..registry import Resolved
 from ..settings import Backend
 from ..translate.customise import customised_openai_chat
 from ..translate.passthrough_paths import check_path, route_allowed
+from ..translate.truncation import ForwardedChat, body_surely_fits, context_overflow, forwarded_chat
 from ..upstream import error_message
 from ..wire.backends import ModelListEntries
+from . import fitting
+from .http import off_loop
 from .relay import aimed, with_load_retry
 from .state import AppState, log, state_of
 
@@ -165,6 +171,9 @@ async def forward(request: web.Request) -> web.StreamResponse:
     resolved = None
     if request.method == "POST":
         resolved, body = await _route(request, state, body)
+    chat_model = resolved if request.path == CHAT_COMPLETIONS else None  # the history is fitted to it
+    if chat_model is not None:
+        body = await _fitted(request, state, chat_model, body)
     path_qs, headers = _raw_path_qs(request), request_headers(request, state)
     async with contextlib.AsyncExitStack() as stack:
 
@@ -181,16 +190,62 @@ async def forward(request: web.Request) -> web.StreamResponse:
                 stack.push_async_callback(opened.pop_all().aclose)
             return _Answer(backend, upstream, first, chunks)
 
-        try:
+        async def send(sent: bytes) -> _Answer:
             if resolved is None:
-                answer = await attempt(state.settings.backends[0], body)
-            else:
-                model = resolved
-                answer = await with_load_retry(
-                    state, model, lambda on: attempt(on.backend, aimed(body, model, on)), body=body, hold=stack)
+                return await attempt(state.settings.backends[0], sent)
+            model = resolved
+            return await with_load_retry(
+                state, model, lambda on: attempt(on.backend, aimed(sent, model, on)), body=sent, hold=stack)
+
+        try:
+            answer = await send(body)
         except _Refused as refused:
-            return refused.reply
+            retry = None if chat_model is None else await _refitted(request, state, chat_model, body, refused)
+            if retry is None:
+                return refused.reply
+            try:
+                answer = await send(retry)
+            except _Refused as again:
+                return again.reply
         return await _relayed(request, answer)
+
+
+async def _fitted(request: web.Request, state: AppState, resolved: Resolved, body: bytes) -> bytes:
+    """A chat completion's body with its oldest messages dropped to fit the model's context
+    (``routes.fitting``); as it came when it fits, when the context is not known or when the body is
+    not a chat the shim can read (the backend answers that)."""
+    context = resolved.record.context_length
+    if context is None or body_surely_fits(body, context):
+        return body
+    chat = await off_loop(request, lambda: _read_chat(body))
+    if chat is None:
+        return body
+    fitted = await fitting.fit_forwarded(state, resolved, chat)
+    return body if fitted is chat else await off_loop(request, lambda: msgspec.json.encode(fitted.doc))
+
+
+async def _refitted(
+    request: web.Request, state: AppState, resolved: Resolved, body: bytes, refused: _Refused
+) -> bytes | None:
+    """The body cut further when the backend refused it as too long; None when it did not, or when
+    cutting would drop nothing more."""
+    overflow = context_overflow(refused.message)
+    if overflow is None:
+        return None
+    chat = await off_loop(request, lambda: _read_chat(body))
+    retry = None if chat is None else await fitting.refit_forwarded(state, resolved, chat, overflow)
+    if retry is None:
+        return None
+    log.info("%s refused the prompt as too long (%s); sending it cut to fit", resolved.backend.root, refused.message)
+    return await off_loop(request, lambda: msgspec.json.encode(retry.doc))
+
+
+def _read_chat(body: bytes) -> ForwardedChat | None:
+    """The chat in a body, if it is one the shim can read; the backend answers any other."""
+    try:
+        return forwarded_chat(msgspec.json.decode(body))
+    except (msgspec.DecodeError, RecursionError):
+        return None
 
 
 class _Refused(UpstreamStatus):

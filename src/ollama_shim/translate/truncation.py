@@ -29,6 +29,13 @@ per byte is more than any byte-level or SentencePiece tokenizer produces, so a c
 bound is sent without counting. ``context_overflow`` recognises a backend's "prompt too long"
 refusal (``OVERFLOW_PHRASES``) and reads the numbers it gives.
 
+An OpenAI chat body forwarded as it came (``/v1/chat/completions``) is fitted the same way:
+``ForwardedChat`` keeps the client's document whole (fields the shim does not know included) beside
+a typed view of its messages, one for one, for the estimates; a ``developer`` message counts as a
+system message. Its room for the answer is ``max_completion_tokens``, else ``max_tokens``, read as
+``num_predict`` (``forwarded_options``). ``body_surely_fits`` judges the encoded body from its size
+alone, so a short chat is forwarded without being decoded.
+
 May import: stdlib, msgspec, ``ollama_shim.wire``.
 """
 
@@ -51,10 +58,14 @@ __all__ = [
     "OVERFLOW_PHRASES",
     "Budget",
     "CutSearch",
+    "ForwardedChat",
     "Overflow",
+    "body_surely_fits",
     "budget_for",
     "context_overflow",
     "estimated_tokens",
+    "forwarded_chat",
+    "forwarded_options",
     "image_count",
     "kept_indices",
     "surely_fits",
@@ -225,3 +236,71 @@ def context_overflow(message: str) -> Overflow | None:
     prompt = _PROMPT_NUMBER.search(text)
     prompt_tokens = next((int(g) for g in prompt.groups() if g), None) if prompt else None
     return Overflow(context=int(context.group(1)) if context else None, prompt_tokens=prompt_tokens)
+
+
+def body_surely_fits(body: bytes, context: int) -> bool:
+    """Whether an encoded OpenAI chat body surely fits a model of ``context`` tokens, whatever room it
+    asks for the answer (at most half the context): the bound of ``surely_fits``, taken from the
+    body's length, which is no less than its text and tool definitions (JSON only adds keys, quotes
+    and escapes) plus ``MESSAGE_OVERHEAD`` per message (``{"role":`` alone is as long), with every
+    ``image_url`` in it counted as an image."""
+    limit = Budget(context=context, reserve=context // 2).limit
+    return len(body) + IMAGE_TOKENS * body.count(b"image_url") + TEMPLATE_ALLOWANCE <= limit
+
+
+def forwarded_options(doc: oai.JSONObject) -> oai.JSONObject:
+    """The room an OpenAI chat body asks for its answer, as the ``options`` ``budget_for`` reads:
+    ``max_completion_tokens``, else ``max_tokens``, as ``num_predict``."""
+    asked = (doc.get("max_completion_tokens"), doc.get("max_tokens"))
+    return {"num_predict": next((value for value in asked if _positive_int(value)), None)}
+
+
+@dataclass(frozen=True)
+class ForwardedChat:
+    """An OpenAI chat body as the client sent it (``doc``, every field kept) and its messages and
+    tools as the shim reads them (``view``), the messages one for one with the body's."""
+
+    doc: oai.JSONObject
+    view: oai.ChatCompletionRequest
+
+    def keeping(self, kept: Sequence[int]) -> oai.JSONObject:
+        """The body with only the messages at ``kept`` (indices, in order)."""
+        messages = self.doc["messages"]
+        return {**self.doc, "messages": [messages[i] for i in kept]}
+
+    def cut_to(self, kept: Sequence[int]) -> ForwardedChat:
+        view = msgspec.structs.replace(self.view, messages=[self.view.messages[i] for i in kept])
+        return ForwardedChat(doc=self.keeping(kept), view=view)
+
+
+def _message_view(raw: object) -> oai.OutMessage | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("role"), str):
+        return None
+    try:
+        message = msgspec.convert(raw, oai.OutMessage)
+    except msgspec.ValidationError:
+        # A shape the shim does not model (another content part, arguments as an object): counted as
+        # its JSON text, which is no shorter than what it says.
+        message = oai.OutMessage(role=raw["role"], content=msgspec.json.encode(raw).decode())
+    if message.role.lower() == "developer":
+        message = msgspec.structs.replace(message, role="system")
+    return message
+
+
+def forwarded_chat(doc: object) -> ForwardedChat | None:
+    """``doc`` (a decoded OpenAI chat body) read for fitting; None when its messages are not a list
+    of objects with a string ``role``, or its tools are not function tools (it is then sent as it
+    came, and the backend answers it)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("messages"), list):
+        return None
+    messages = [_message_view(raw) for raw in doc["messages"]]
+    try:
+        tools = msgspec.convert(doc.get("tools"), list[oai.OutTool] | None)
+    except msgspec.ValidationError:
+        return None
+    if any(m is None for m in messages):
+        return None
+    model = doc.get("model")
+    view = oai.ChatCompletionRequest(model=model if isinstance(model, str) else "",
+                                     messages=[m for m in messages if m is not None], tools=tools or None)
+    return ForwardedChat(doc=doc, view=view)
