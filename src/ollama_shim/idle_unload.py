@@ -112,10 +112,12 @@ class IdleUnloader:
             self._idle(entry)
 
     def forget(self, resolved: Resolved) -> None:
-        """The model was unloaded by other means (``keep_alive: 0``): no timer for it."""
-        entry = self._kept.pop(self._key(resolved), None)
-        if entry is not None:
-            self._cancel(entry)
+        """The model was unloaded by other means (``keep_alive: 0``): no timer for it, on any of its
+        replicas."""
+        for replica in resolved.candidates:
+            entry = self._kept.pop(self._key(replica), None)
+            if entry is not None:
+                self._cancel(entry)
 
     def expires_ns(self, resolved: Resolved) -> int | None:
         """Wall-clock ns at which the model is unloaded if nothing else uses it; None: not known."""

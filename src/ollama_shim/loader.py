@@ -1,7 +1,11 @@
 """Loading and unloading models on the backends that can: llama.cpp's router, LM Studio.
 
 Used for Ollama's load-only requests (empty ``messages``/``prompt``), ``keep_alive: 0``, idle
-models (``idle_unload``), and to recover from "No models loaded" before retrying. What to call
+models (``idle_unload``), and to recover from "No models loaded" before retrying. ``keep_alive: 0``
+unloads on every replica of the model (``unload_everywhere``), all at once: a replica that fails
+(down, or an error answer) is logged and the others still count, so the answer is a success when at
+least one replica unloaded it (or had nothing to unload); only when every one failed is the first
+replica's failure the answer, as it is for a model on one backend. What to call
 comes from the backend's kind (``LiveBackend.loads``: paths, bodies, whether to wait for the
 router's status). Other backends load on their own or not at all; for them both calls do nothing
 and say so by returning False.
@@ -29,7 +33,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from .backends import LoadCalls
-from .errors import UpstreamStatus, UpstreamTimeout
+from .errors import ShimError, UpstreamStatus, UpstreamTimeout
 from .registry import Registry, Resolved
 from .translate.catalog import decode_each
 from .upstream import Upstream
@@ -138,6 +142,25 @@ class Loader:
             return False
         body = calls.unload_body(resolved.record.upstream_id)
         return await self._call(resolved, calls, calls.unload_path, body, "unloaded")
+
+    async def unload_everywhere(self, resolved: Resolved) -> bool:
+        """Unload the model on every replica (``Resolved.candidates``) at once; see the module for
+        what a failing replica does to the answer. False when no replica could be asked."""
+        replicas = resolved.candidates
+        if len(replicas) == 1:
+            return await self.unload(resolved)
+        results = await asyncio.gather(*(self.unload(replica) for replica in replicas), return_exceptions=True)
+        failures: list[ShimError] = []
+        for replica, result in zip(replicas, results, strict=True):
+            if isinstance(result, ShimError):
+                failures.append(result)
+                log.warning("could not unload %s on %s: %s", replica.record.upstream_id, replica.backend.root,
+                            result.message)
+            elif isinstance(result, BaseException):
+                raise result  # not a backend's failure: a fault of the shim's own
+        if len(failures) == len(replicas):
+            raise failures[0]
+        return any(result is True for result in results)
 
     async def _call(self, resolved: Resolved, calls: LoadCalls, path: str, body: bytes, state: str) -> bool:
         try:

@@ -7,7 +7,14 @@ the answer comes back through the relay's pipeline as Anthropic events
 (``translate.anthropic_stream``): streamed as an event stream, or assembled into one ``message``
 for ``stream: false`` (the backend streams either way, so a client that leaves stops it).
 
-The model is resolved as for ``/api/chat``; answers carry the name the client sent. The query
+The model is resolved as for ``/api/chat``; answers carry the name the client sent. A custom model
+(``custom_models``) goes to its backend model with its layers: on the translated path laid on the
+``/api/chat`` request the body means, exactly as ``/api/chat`` lays them; on the native path laid on
+the forwarded body itself (``translate.anthropic_customise``: its system prompt where the request has
+none, its messages first, its temperature/top_p/top_k/num_predict/stop as defaults of the Anthropic
+fields). A custom model with a layer the Anthropic body cannot carry (a ``system`` message among its
+messages, or another parameter the backend takes, such as ``seed`` or ``repeat_penalty``) is
+translated instead of forwarded, so that no layer is dropped. The query
 (``?beta=true``) and the ``anthropic-version``/``anthropic-beta`` headers are accepted and ignored.
 Every error under ``/v1/messages`` has Anthropic's shape (``anthropic_error_response``, used by the
 application's error boundary); after a stream began it is one ``event: error`` frame.
@@ -17,7 +24,7 @@ rendered by ``/apply-template`` and counted by ``/tokenize``; elsewhere the esti
 ``translate.anthropic_request.estimate_input_tokens`` (ceil(characters / 4) plus 4 per message).
 
 May import: aiohttp.web, msgspec, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
-``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``.
+``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``, ``ollama_shim.custom_models``.
 """
 
 from __future__ import annotations
@@ -25,12 +32,15 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from ..custom_models import CustomModels
 from ..errors import BadRequest, UpstreamStatus
 from ..registry import Resolved
+from ..translate.anthropic_customise import customised_messages_body
 from ..translate.anthropic_request import (
     MessagesPlan,
     check_messages_request,
@@ -45,6 +55,7 @@ from ..translate.anthropic_stream import (
     event_text_bytes,
 )
 from ..translate.catalog import COMPLETION
+from ..translate.customise import Customisation
 from ..translate.prefill import echoed_prefix
 from ..translate.stream import StreamContext, StreamTranslator
 from ..wire import anthropic as am
@@ -76,20 +87,32 @@ def _is_native(state: AppState, resolved: Resolved) -> bool:
     return NATIVE_API in resolved.dialect.native_apis and not state.settings.translate_native_apis
 
 
+async def _native_body(
+    request: web.Request, req: am.CountTokensRequest, resolved: Resolved, custom: Customisation | None, *,
+    sampling: bool,
+) -> dict[str, Any] | None:
+    """The body to forward (with a custom model's layers); None: the custom model needs translating."""
+    body = await native.raw_object(request)
+    if custom is None:
+        return body
+    return customised_messages_body(body, req, custom, resolved.dialect, sampling=sampling)
+
+
 async def messages(request: web.Request) -> web.StreamResponse:
     started_ns = time.monotonic_ns()
     req = await read_body(request, am.MessagesRequest)
     check_messages_request(req)
     state = state_of(request)
-    resolved = await state.registry.resolve(req.model)
+    resolved, custom = await CustomModels.of(request.app, state.settings).resolve(state.registry, req.model)
     if _is_native(state, resolved):
-        return await native.forward_json(
-            request, state, resolved, MESSAGES_PATH, await native.raw_object(request), req.model, _error_frame
-        )
+        forwarded = await _native_body(request, req, resolved, custom, sampling=True)
+        if forwarded is not None:
+            return await native.forward_json(request, state, resolved, MESSAGES_PATH, forwarded, req.model,
+                                             _error_frame)
     if COMPLETION not in resolved.record.capabilities:
         raise BadRequest(f'"{req.model}" does not support chat')
     # A long history costs milliseconds to translate, count and encode: large bodies do it off the event loop.
-    plan, input_tokens, body = await off_loop(request, lambda: _translated(req, resolved))
+    plan, input_tokens, body = await off_loop(request, lambda: _translated(req, resolved, custom))
     check_images(resolved, plan.chat)
     state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     inner = StreamContext(
@@ -113,12 +136,15 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await relay.gather_answer(state, resolved, plan.path, body, answer)
 
 
-def _translated(req: am.MessagesRequest, resolved: Resolved) -> tuple[MessagesPlan, int, bytes]:
+def _translated(
+    req: am.MessagesRequest, resolved: Resolved, custom: Customisation | None
+) -> tuple[MessagesPlan, int, bytes]:
     """The chat-completions plan for ``req``, its input-token estimate and the encoded body."""
     plan = messages_request_to_openai(
-        req, resolved.record.upstream_id, resolved.dialect, context_length=resolved.record.context_length
+        req, resolved.record.upstream_id, resolved.dialect, context_length=resolved.record.context_length,
+        custom=custom,
     )
-    return plan, estimate_input_tokens(req), encode(plan.request)
+    return plan, estimate_input_tokens(req, custom), encode(plan.request)
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
@@ -128,25 +154,29 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     if not req.messages:
         raise BadRequest("messages is required")
     state = state_of(request)
-    resolved = await state.registry.resolve(req.model)
+    resolved, custom = await CustomModels.of(request.app, state.settings).resolve(state.registry, req.model)
     if _is_native(state, resolved):
-        return await native.forward_json(
-            request, state, resolved, COUNT_TOKENS_PATH, await native.raw_object(request), req.model, _error_frame
-        )
-    count = await _llamacpp_count(request, state, resolved, req) if resolved.dialect.kind == "llamacpp" else None
+        forwarded = await _native_body(request, req, resolved, custom, sampling=False)
+        if forwarded is not None:
+            return await native.forward_json(request, state, resolved, COUNT_TOKENS_PATH, forwarded, req.model,
+                                             _error_frame)
+    count = None
+    if resolved.dialect.kind == "llamacpp":
+        count = await _llamacpp_count(request, state, resolved, req, custom)
     if count is None:
-        count = await off_loop(request, lambda: estimate_input_tokens(req))
+        count = await off_loop(request, lambda: estimate_input_tokens(req, custom))
     return json_response(am.TokenCount(input_tokens=count))
 
 
 async def _llamacpp_count(
-    request: web.Request, state: AppState, resolved: Resolved, req: am.CountTokensRequest
+    request: web.Request, state: AppState, resolved: Resolved, req: am.CountTokensRequest,
+    custom: Customisation | None,
 ) -> int | None:
     """The prompt's exact size: the translated chat rendered by the model's template, then tokenized.
     None when this llama-server has no ``/apply-template``."""
     full = am.MessagesRequest(**msgspec.structs.asdict(req), max_tokens=1)
     chat = await off_loop(request, lambda: encode(
-        messages_request_to_openai(full, resolved.record.upstream_id, resolved.dialect).request))
+        messages_request_to_openai(full, resolved.record.upstream_id, resolved.dialect, custom=custom).request))
 
     async def attempt(on: Resolved) -> int:
         rendered = await state.upstream.post_json(

@@ -5,9 +5,10 @@ After parsing, both share one path: resolve the model, check what it can do, cho
 to ``relay.deliver``. A request with no messages (chat) or no prompt (generate) only loads the
 model, or unloads it with ``keep_alive: 0``, and is answered with ``done_reason: "load"``/
 ``"unload"`` as Ollama does, without a completion. ``keep_alive: 0`` on a real request unloads
-after it; other keep_alive values are kept by ``idle_unload`` where the backend has no idle timer
-(the request counts as in flight until its answer is written). A ``num_ctx`` larger than the
-loaded context reloads the model where the backend allows (``Loader.fit_context``).
+after it; either unloads on every replica of the model (``Loader.unload_everywhere``). Other
+keep_alive values are kept by ``idle_unload`` where the backend has no idle timer (the request
+counts as in flight until its answer is written). A ``num_ctx`` larger than the loaded context
+reloads the model where the backend allows (``Loader.fit_context``).
 
 A chat longer than the model's context loses its oldest messages first (``routes.fitting``);
 a backend's own "prompt too long" refusal is answered 400, in Ollama's words with
@@ -107,7 +108,7 @@ async def _answer(request: web.Request, req: GenerationRequest, started_ns: int)
     if wants_unload(req.keep_alive):
         unloader.forget(resolved)
         with contextlib.suppress(ShimError):
-            await state.loader.unload(resolved)
+            await state.loader.unload_everywhere(resolved)
     return response
 
 
@@ -177,7 +178,7 @@ async def _load_only(state: AppState, unloader: IdleUnloader, resolved: Resolved
     reason = load_done_reason(keep_alive)
     if reason == "unload":
         unloader.forget(resolved)
-        await state.loader.unload(resolved)
+        await state.loader.unload_everywhere(resolved)  # on every replica
     else:
         await state.loader.load(resolved)
         unloader.loaded(resolved, parse_keep_alive(keep_alive))  # its keep_alive counts from now

@@ -25,6 +25,9 @@ What is mapped (the field table is in ``docs/translation.md``):
 - ``thinking``: ``enabled`` -> ``think: true``, ``disabled`` -> ``think: false``; otherwise
   ``output_config.effort`` -> that level (``xhigh`` -> ``high``), else unset. ``budget_tokens`` is
   not sent. ``metadata`` is ignored.
+- A custom model's layers (``translate.customise``) are laid on that ``/api/chat`` request, as
+  ``/api/chat`` lays them: its system prompt unless the request has one, its messages first, its
+  parameters under the request's own.
 - A final assistant message is a prefill: the backend continues it (llama.cpp does so by default;
   vLLM is asked with ``continue_final_message``) and only the new text is returned (llama.cpp repeats
   the prefill before the continuation; the answer translator removes it). Thinking is
@@ -44,15 +47,18 @@ import msgspec
 
 from ollama_shim.dialect import Dialect
 from ollama_shim.errors import BadRequest
+from ollama_shim.translate.customise import Customisation, apply_customisation
 from ollama_shim.translate.options import IgnoredOption
 from ollama_shim.translate.request import Delivery, chat_request_to_openai
 from ollama_shim.wire import anthropic as am
 from ollama_shim.wire import ollama
 
 __all__ = [
+    "SYSTEM_ROLES",
     "MessagesPlan",
     "check_messages_request",
     "estimate_input_tokens",
+    "has_own_system",
     "is_prefill",
     "messages_request_to_openai",
     "messages_to_ollama",
@@ -62,6 +68,7 @@ _JOIN = "\n\n"
 _CHARS_PER_TOKEN = 4
 _TOKENS_PER_MESSAGE = 4  # role markers and separators a chat template adds around each message
 _CLIENT_TOOL_TYPES = (None, "", "custom")
+SYSTEM_ROLES = ("system", "developer")  # what ``apply_customisation`` counts as the request's own system
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "max"}
 
 
@@ -136,6 +143,15 @@ def system_text(system: am.System) -> str:
     if system is None or isinstance(system, str):
         return system or ""
     return _JOIN.join(block.text or "" for block in system if block.type == "text" and block.text)
+
+
+def has_own_system(req: am.CountTokensRequest) -> bool:
+    """Whether the request brings its own system prompt (``system`` text, or a leading
+    ``role: "system"`` message): a custom model's then does not apply."""
+    if system_text(req.system):
+        return True
+    messages = req.messages or []
+    return bool(messages) and messages[0].role.lower() in SYSTEM_ROLES
 
 
 def _message_to_ollama(number: int, message: am.InMessage) -> list[ollama.RequestMessage]:
@@ -262,11 +278,14 @@ def _options(req: am.MessagesRequest, context_length: int | None) -> dict[str, A
 
 
 def messages_request_to_openai(
-    req: am.MessagesRequest, upstream_model: str, dialect: Dialect, *, context_length: int | None = None
+    req: am.MessagesRequest, upstream_model: str, dialect: Dialect, *, context_length: int | None = None,
+    custom: Customisation | None = None,
 ) -> MessagesPlan:
-    """The chat completion for a Messages request. The backend is always asked to stream: a
-    ``stream: false`` answer is assembled from the same events."""
+    """The chat completion for a Messages request (for a custom model, with its layers). The backend
+    is always asked to stream: a ``stream: false`` answer is assembled from the same events."""
     chat = messages_to_ollama(req, context_length=context_length)
+    if custom is not None:
+        chat = apply_customisation(chat, custom)
     delivery = Delivery.STREAM if req.stream else Delivery.GATHER
     plan = chat_request_to_openai(chat, upstream_model, dialect, delivery)  # a prefill's flags included
     request = am.ChatCompletionRequest(
@@ -288,14 +307,20 @@ def _tool_choice(choice: am.ToolChoice | None) -> str | None:
 # ---------------------------------------------------------------------------
 
 
-def estimate_input_tokens(req: am.CountTokensRequest) -> int:
+def estimate_input_tokens(req: am.CountTokensRequest, custom: Customisation | None = None) -> int:
     """A tokenizer-free estimate of the prompt's size: ceil(characters / 4) of the system text, every
     message's role, text, thinking, tool calls (name and arguments JSON) and tool results, and each
     tool's name, description and schema JSON; plus 4 per message (and 4 for the system text) for
-    the chat template's markers. Images are not counted. At least 1."""
+    the chat template's markers. A custom model's system prompt (where it applies) and messages
+    count the same way. Images are not counted. At least 1."""
     chars = 0
     overhead = 0
     system = system_text(req.system)
+    if custom is not None:
+        system = system if has_own_system(req) else custom.system
+        for role, content in custom.messages:
+            chars += len(role) + len(content)
+            overhead += _TOKENS_PER_MESSAGE
     if system:
         chars += len(system)
         overhead += _TOKENS_PER_MESSAGE
