@@ -3,7 +3,7 @@
 The worst tool-call histories for the pairing of results with calls (results that answer no
 call, results linked by order, by name in reverse, by an unknown name) go through a running shim
 at 16,000 calls each while another client polls ``GET /api/version``: every poll answers within
-100 ms. The shim runs as its own process, as it does in use: inside the test process it would
+250 ms. The shim runs as its own process, as it does in use: inside the test process it would
 share the interpreter lock with the test's clients and backend, and its garbage collections
 would walk every object the test suite holds. The backend is a stub that reads the forwarded
 body without decoding it.
@@ -26,7 +26,7 @@ from support import free_port, serve_on_loopback
 
 CALLS = 16_000
 MODEL = "stub-model"
-POLL_LIMIT_S = 0.100
+POLL_LIMIT_S = 0.250  # the quadratic pairing took 15.9 s here; a loaded CI machine adds ~0.1 s
 
 
 def _json(obj: object) -> str:
