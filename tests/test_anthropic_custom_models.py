@@ -282,3 +282,36 @@ def test_a_custom_model_answers_as_its_base_with_the_layers_spelled_out(pirate_s
 def _prompt_tokens(message: anthropic.types.Message) -> int:
     """The whole prompt: llama-server counts the part its cache served apart (natively)."""
     return message.usage.input_tokens + (message.usage.cache_read_input_tokens or 0)
+
+
+# ---------------------------------------------------------------------------
+# /v1/responses: the same layering, always translated
+# ---------------------------------------------------------------------------
+
+
+async def test_a_responses_request_to_a_custom_model_is_the_api_chat_one(
+    lmstudio: LMStudioEmulation, tmp_path: Path
+) -> None:
+    async with shim_in_loop("--backend", lmstudio.url, "--data-dir", str(tmp_path)) as url:
+        await create(url, "mario", LMS_BASE, system=SYSTEM, messages=MESSAGES, parameters=PARAMETERS)
+        status, answer = await post(url, "/v1/responses", {"model": "mario", "max_output_tokens": 40,
+                                                           "input": "Hello"})
+        assert (status, answer["model"]) == (200, "mario")
+        status, _ = await post(url, "/api/chat", {"model": "mario", "messages": [HELLO], "stream": False,
+                                                  "options": {"num_predict": 40}})
+        assert status == 200
+        via_responses, via_chat = lmstudio.bodies("/v1/chat/completions")[-2:]
+        assert via_responses["model"] == LMS_BASE
+        assert via_responses["messages"] == [{"role": "system", "content": SYSTEM}, *MESSAGES, HELLO]
+        for key in ("messages", "top_k", "stop", "max_tokens"):
+            assert via_responses.get(key) == via_chat.get(key), key
+        assert via_responses["temperature"] == 1.0  # Ollama's Responses sends 1.0 when it is absent
+
+
+async def test_responses_instructions_win_over_a_custom_system(lmstudio: LMStudioEmulation, tmp_path: Path) -> None:
+    async with shim_in_loop("--backend", lmstudio.url, "--data-dir", str(tmp_path)) as url:
+        await create(url, "mario", LMS_BASE, system=SYSTEM, messages=MESSAGES)
+        status, _ = await post(url, "/v1/responses", {"model": "mario", "instructions": "Be brief.", "input": "Hello"})
+        assert status == 200
+        sent = lmstudio.bodies("/v1/chat/completions")[-1]
+        assert sent["messages"] == [{"role": "system", "content": "Be brief."}, *MESSAGES, HELLO]

@@ -3,7 +3,9 @@
 A 60-turn chat is longer than the context: llama-server alone refuses it, the shim drops the
 oldest turns (counting with the server's own template and tokenizer) and answers, streamed and
 not; ``truncate: false`` gets Ollama's error. The same chat through the OpenAI SDK on
-``/v1/chat/completions`` under the model's Ollama name is cut the same way, streamed and not. A
+``/v1/chat/completions`` under the model's Ollama name is cut the same way, streamed and not, and so
+is it through the Anthropic SDK on ``/v1/messages`` (natively forwarded, then translated once
+llama-server refuses it, or translated from the start) and the Responses API. A
 final assistant message is continued and the answer holds only the new text, where llama-server
 alone repeats the partial text first. A generate ends with ``context``: the server's token ids of
 the templated prompt and the answer.
@@ -15,6 +17,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -111,6 +114,34 @@ def test_a_60_turn_chat_answers_through_the_openai_sdk(shim: str, stream: bool) 
     assert usage is not None
     # Cut to fit with room for max_tokens, and not much shorter than that.
     assert CONTEXT // 2 < usage.prompt_tokens <= CONTEXT - 8
+
+
+@pytest.mark.parametrize(("native", "stream"), [(True, True), (False, False)],
+                         ids=["native-streamed", "translated-whole"])
+def test_a_60_turn_chat_answers_through_the_anthropic_sdk(server: LlamaServer, native: bool, stream: bool) -> None:
+    """Claude Code's API: natively llama-server refuses the history, and the shim sends it translated, cut."""
+    chat_turns = long_chat()
+    with ShimThread("--backend", server.url, "--translate-native-apis", str(not native).lower()) as url, \
+            anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0, timeout=300) as client:
+        kwargs: dict[str, Any] = {"model": SMOL, "max_tokens": 8, "system": SYSTEM["content"],
+                                  "messages": chat_turns[1:]}
+        if stream:
+            with client.messages.stream(**kwargs) as events:
+                message = events.get_final_message()
+        else:
+            message = client.messages.create(**kwargs)
+    assert message.content
+    assert CONTEXT // 2 < message.usage.input_tokens <= CONTEXT - 8
+
+
+def test_a_60_turn_chat_answers_through_the_responses_api(shim: str) -> None:
+    with openai.OpenAI(base_url=shim + "/v1", api_key="unused", max_retries=0, timeout=300) as client:
+        *_, last = client.responses.create(model=SMOL, max_output_tokens=16, temperature=0, stream=True,
+                                           instructions=SYSTEM["content"], input=long_chat()[1:])
+    assert last.type in ("response.completed", "response.incomplete")  # incomplete: a length stop
+    usage = last.response.usage
+    assert usage is not None
+    assert CONTEXT // 2 < usage.input_tokens <= CONTEXT - 16
 
 
 CONTINUE = [{"role": "user", "content": "Write a short poem about flowers."},

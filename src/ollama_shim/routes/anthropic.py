@@ -58,11 +58,13 @@ from ..translate.catalog import COMPLETION
 from ..translate.customise import Customisation
 from ..translate.prefill import echoed_prefix
 from ..translate.stream import StreamContext, StreamTranslator
+from ..translate.truncation import context_overflow
 from ..wire import anthropic as am
-from . import native, relay
+from ..wire.openai import ChatCompletionRequest
+from . import fitting, native, relay
 from .generation import check_images
 from .http import encode, json_response, off_loop, read_body
-from .state import AppState, state_of
+from .state import AppState, log, state_of
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -107,12 +109,18 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if _is_native(state, resolved):
         forwarded = await _native_body(request, req, resolved, custom, sampling=True)
         if forwarded is not None:
-            return await native.forward_json(request, state, resolved, MESSAGES_PATH, forwarded, req.model,
-                                             _error_frame)
+            try:
+                return await native.forward_json(request, state, resolved, MESSAGES_PATH, forwarded, req.model,
+                                                 _error_frame)
+            except UpstreamStatus as exc:
+                if context_overflow(exc.message) is None:
+                    raise
+                log.info("%s refused the prompt as too long (%s); translating it to cut it to fit",
+                         resolved.backend.root, exc.message)
     if COMPLETION not in resolved.record.capabilities:
         raise BadRequest(f'"{req.model}" does not support chat')
     # A long history costs milliseconds to translate, count and encode: large bodies do it off the event loop.
-    plan, input_tokens, body = await off_loop(request, lambda: _translated(req, resolved, custom))
+    plan, input_tokens = await off_loop(request, lambda: _translated(req, resolved, custom))
     check_images(resolved, plan.chat)
     state.note_ignored(plan.ignored_options, resolved.dialect.kind)
     inner = StreamContext(
@@ -131,20 +139,25 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return relay.SseStream(client, error_object)
 
     answer = relay.Answer(translator, writer, assemble_message, event_text_bytes)
-    if req.stream:
-        return await relay.stream_answer(request, state, resolved, plan.path, body, answer)
-    return await relay.gather_answer(state, resolved, plan.path, body, answer)
+
+    async def send(fitted: ChatCompletionRequest) -> web.StreamResponse:
+        body = await off_loop(request, lambda: encode(fitted))
+        if req.stream:
+            return await relay.stream_answer(request, state, resolved, plan.path, body, answer)
+        return await relay.gather_answer(state, resolved, plan.path, body, answer)
+
+    return await fitting.sent_fitted(state, resolved, plan.request, plan.chat.options, send)
 
 
 def _translated(
     req: am.MessagesRequest, resolved: Resolved, custom: Customisation | None
-) -> tuple[MessagesPlan, int, bytes]:
-    """The chat-completions plan for ``req``, its input-token estimate and the encoded body."""
+) -> tuple[MessagesPlan, int]:
+    """The chat-completions plan for ``req`` and its input-token estimate."""
     plan = messages_request_to_openai(
         req, resolved.record.upstream_id, resolved.dialect, context_length=resolved.record.context_length,
         custom=custom,
     )
-    return plan, estimate_input_tokens(req, custom), encode(plan.request)
+    return plan, estimate_input_tokens(req, custom)
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:

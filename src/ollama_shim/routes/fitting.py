@@ -9,6 +9,9 @@ the same search against the context the refusal names (else the catalog's), coun
 tokenizer, or with the estimate scaled by what the refusal said the prompt really took; None
 when that would drop nothing more.
 
+``sent_fitted`` puts the two together around one send, for the translated ``/v1/messages`` and
+``/v1/responses`` (neither API has ``truncate``: Ollama cuts there as on ``/api/chat``).
+
 ``fit_forwarded`` and ``refit_forwarded`` do the same for an OpenAI chat body forwarded as it came
 (``translate.truncation.ForwardedChat``): the tokenizer renders the client's own body (every field
 of it), the estimate reads the typed view; there is no ``truncate`` in that API, so it always
@@ -24,11 +27,11 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import msgspec
 
-from ..errors import UpstreamError
+from ..errors import BadRequest, UpstreamError, UpstreamStatus
 from ..registry import Resolved
 from ..tokens import tokenizer_for
 from ..translate.request import ChatRequestPlan
@@ -39,6 +42,7 @@ from ..translate.truncation import (
     ForwardedChat,
     Overflow,
     budget_for,
+    context_overflow,
     estimated_tokens,
     forwarded_options,
     image_count,
@@ -50,6 +54,7 @@ from ..wire.openai import ChatCompletionRequest, JSONObject
 from .state import AppState, log
 
 Counter = Callable[[ChatCompletionRequest], Awaitable[int]]
+T = TypeVar("T")
 
 
 class _Chat(Protocol):
@@ -77,18 +82,62 @@ async def fit(state: AppState, resolved: Resolved, req: ow.ChatRequest, plan: Ch
     ``truncate`` is false or when the model's context is not known."""
     if req.truncate is False:
         return plan
-    chat = _Translated(plan.request)
-    kept = await _fitted(state, resolved, chat, budget_for(resolved.record.context_length, req.options))
-    return plan if kept is None else replace(plan, request=chat.keeping(kept))
+    fitted = await fit_chat(state, resolved, plan.request, req.options)
+    return plan if fitted is plan.request else replace(plan, request=fitted)
 
 
 async def refit(
     state: AppState, resolved: Resolved, req: ow.ChatRequest, plan: ChatRequestPlan, overflow: Overflow
 ) -> ChatRequestPlan | None:
     """``plan`` (refused as too long) cut further to fit; None when nothing more would be dropped."""
-    chat = _Translated(plan.request)
-    kept = await _refitted(state, resolved, chat, req.options, overflow)
-    return None if kept is None else replace(plan, request=chat.keeping(kept))
+    refitted = await refit_chat(state, resolved, plan.request, req.options, overflow)
+    return None if refitted is None else replace(plan, request=refitted)
+
+
+async def fit_chat(
+    state: AppState, resolved: Resolved, request: ChatCompletionRequest, options: JSONObject | None
+) -> ChatCompletionRequest:
+    """A translated chat with the oldest messages dropped until its prompt fits (``options``: the
+    Ollama options it was made from, for the room its answer needs); ``request`` itself when it fits."""
+    chat = _Translated(request)
+    kept = await _fitted(state, resolved, chat, budget_for(resolved.record.context_length, options))
+    return request if kept is None else chat.keeping(kept)
+
+
+async def refit_chat(
+    state: AppState, resolved: Resolved, request: ChatCompletionRequest, options: JSONObject | None,
+    overflow: Overflow,
+) -> ChatCompletionRequest | None:
+    """A translated chat the backend refused as too long, cut further; None when nothing more would go."""
+    chat = _Translated(request)
+    kept = await _refitted(state, resolved, chat, options, overflow)
+    return None if kept is None else chat.keeping(kept)
+
+
+async def sent_fitted(
+    state: AppState, resolved: Resolved, request: ChatCompletionRequest, options: JSONObject | None,
+    send: Callable[[ChatCompletionRequest], Awaitable[T]],
+) -> T:
+    """``send(request)``, the chat first cut to fit; after the backend's "prompt too long" refusal
+    (before anything was sent to the client) cut further and sent once more. A refusal that cutting
+    cannot help, or a second one, is a 400 in the backend's words. For the APIs that have no
+    ``truncate`` (``/v1/messages``, ``/v1/responses``): Ollama cuts there too."""
+    try:
+        return await send(await fit_chat(state, resolved, request, options))
+    except UpstreamStatus as exc:
+        overflow = context_overflow(exc.message)
+        if overflow is None:
+            raise
+        retry = await refit_chat(state, resolved, request, options, overflow)
+        if retry is None:
+            raise BadRequest(exc.message) from exc
+        log.info("%s refused the prompt as too long (%s); sending it cut to fit", resolved.backend.root, exc.message)
+    try:
+        return await send(retry)
+    except UpstreamStatus as exc:
+        if context_overflow(exc.message) is None:
+            raise
+        raise BadRequest(exc.message) from exc
 
 
 async def fit_forwarded(state: AppState, resolved: Resolved, chat: ForwardedChat) -> ForwardedChat:

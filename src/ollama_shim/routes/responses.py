@@ -5,14 +5,16 @@ The body becomes an ``/api/chat`` request (``translate.responses_request``), whi
 translation takes to the backend's ``/v1/chat/completions``; the answer runs through the relay's
 pipeline loop with a ``ResponsesTranslator`` (``translate.responses_stream``): streamed as
 ``event:``/``data:`` Server-Sent Events (``ResponsesEventStream``), or assembled into the one
-``response`` object. The model is named as the client named it, in and out.
+``response`` object. The model is named as the client named it, in and out. A custom model's
+layers are laid on that ``/api/chat`` request as ``/api/chat`` lays them, and a history longer than
+the model's context is cut as there (``fitting.sent_fitted``).
 
 Errors before the first byte are rendered by ``app.error_boundary`` with ``error_response`` (OpenAI's
 ``{"error": {"message", "type", "param", "code"}}``); after it, as one ``error`` event that ends the
 stream.
 
 May import: aiohttp.web, stdlib, ``ollama_shim.routes.*``, ``ollama_shim.translate``,
-``ollama_shim.registry``, ``ollama_shim.errors``, ``ollama_shim.wire``.
+``ollama_shim.registry``, ``ollama_shim.custom_models``, ``ollama_shim.errors``, ``ollama_shim.wire``.
 """
 
 from __future__ import annotations
@@ -22,17 +24,19 @@ import time
 
 from aiohttp import web
 
+from ..custom_models import CustomModels
 from ..errors import BadRequest
 from ..registry import Resolved
 from ..translate.catalog import COMPLETION
+from ..translate.customise import apply_customisation
 from ..translate.request import Delivery, chat_request_to_openai
 from ..translate.response import completion_as_chunk
 from ..translate.responses_request import response_template, responses_to_chat
 from ..translate.responses_stream import ResponsesTranslator
 from ..translate.stream import StreamContext, StreamTranslator
 from ..wire import responses as rw
-from ..wire.openai import ChatCompletion
-from . import native, relay
+from ..wire.openai import ChatCompletion, ChatCompletionRequest
+from . import fitting, native, relay
 from .generation import check_images
 from .http import encode, json_response, off_loop, read_body
 from .state import AppState, state_of
@@ -91,11 +95,12 @@ async def create(request: web.Request) -> web.StreamResponse:
     # to translate and encode: large bodies do it off the event loop (here and below).
     chat = await off_loop(request, lambda: responses_to_chat(req))
     state = state_of(request)
-    resolved = await state.registry.resolve(req.model)
+    resolved, custom = await CustomModels.of(request.app, state.settings).resolve(state.registry, req.model)
     if COMPLETION not in resolved.record.capabilities:
         raise BadRequest(f'"{req.model}" does not support chat')
     check_images(resolved, chat)
-    if _serves_natively(state, resolved):
+    chat = apply_customisation(chat, custom) if custom is not None else chat  # as /api/chat lays them
+    if _serves_natively(state, resolved) and custom is None:
         return await native.forward_json(
             request, state, resolved, PATH, await native.raw_object(request), req.model, _error_frame
         )
@@ -123,13 +128,17 @@ async def create(request: web.Request) -> web.StreamResponse:
 
     # The translator bounds the text it assembles itself (max_text_bytes): events count as 0 here.
     answer = relay.Answer(make, ResponsesEventStream, final, lambda _: 0)
-    body = await off_loop(request, lambda: encode(plan.request))
-    if delivery is Delivery.STREAM:
-        return await relay.stream_answer(request, state, resolved, plan.path, body, answer)
-    if delivery is Delivery.GATHER:
-        return await relay.gather_answer(state, resolved, plan.path, body, answer)
-    await _whole(state, resolved, plan.path, body, make())
-    return json_response(final([]))
+
+    async def send(fitted: ChatCompletionRequest) -> web.StreamResponse:
+        body = await off_loop(request, lambda: encode(fitted))
+        if delivery is Delivery.STREAM:
+            return await relay.stream_answer(request, state, resolved, plan.path, body, answer)
+        if delivery is Delivery.GATHER:
+            return await relay.gather_answer(state, resolved, plan.path, body, answer)
+        await _whole(state, resolved, plan.path, body, make())
+        return json_response(final([]))
+
+    return await fitting.sent_fitted(state, resolved, plan.request, chat.options, send)
 
 
 async def _whole(state: AppState, resolved: Resolved, path: str, body: bytes, translator: ResponsesTranslator) -> None:
