@@ -28,9 +28,9 @@ import pytest_asyncio
 
 from support import free_port
 from support import llama as llama_support
-from support.faults import FaultUpstream
+from support.faults import LISTED_CONTEXT, FaultUpstream
 from support.lmstudio import LMStudioEmulation
-from support.shim import SESSION_DATA_DIR
+from support.shim import SESSION_DATA_DIR, shim_in_loop
 
 __all__ = ["free_port"]
 
@@ -89,3 +89,18 @@ async def upstream() -> AsyncIterator[FaultUpstream]:
     """A started fault-injection upstream (``support.faults``), scripted per test."""
     async with FaultUpstream() as up:
         yield up
+
+
+@pytest_asyncio.fixture
+async def sized(upstream: FaultUpstream) -> AsyncIterator[str]:
+    """A shim over the fault upstream as a generic backend whose model lists ``LISTED_CONTEXT``."""
+    upstream.model_fields = {"max_model_len": LISTED_CONTEXT}
+    async with shim_in_loop("--backend", upstream.url, "--backend-kind", "generic") as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def unsized(upstream: FaultUpstream) -> AsyncIterator[str]:
+    """The same with no context listed: only the backend's refusal tells."""
+    async with shim_in_loop("--backend", upstream.url, "--backend-kind", "generic") as url:
+        yield url

@@ -11,18 +11,17 @@ refusal sends the conversation the translated way, cut to fit.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
-from support.faults import MODEL, Answer, Fault, FaultUpstream
+from support.faults import LISTED_CONTEXT, MODEL, Answer, Fault, FaultUpstream
 from support.shim import shim_in_loop
 from test_fitting import LLAMA_REFUSAL, history
 
 NAME = f"{MODEL}:latest"
-CONTEXT = 2048
 SYSTEM = "Be brief."
 
 
@@ -47,21 +46,8 @@ async def post(url: str, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
         return resp.status, await resp.read()
 
 
-def error_message(path: str, raw: bytes) -> str:
+def error_message(raw: bytes) -> str:
     return str(json.loads(raw)["error"]["message"])
-
-
-@pytest.fixture
-async def sized(upstream: FaultUpstream) -> AsyncIterator[str]:
-    upstream.model_fields = {"max_model_len": CONTEXT}
-    async with shim_in_loop("--backend", upstream.url, "--backend-kind", "generic") as url:
-        yield url
-
-
-@pytest.fixture
-async def unsized(upstream: FaultUpstream) -> AsyncIterator[str]:
-    async with shim_in_loop("--backend", upstream.url, "--backend-kind", "generic") as url:
-        yield url
 
 
 def assert_a_tail(kept: list[dict[str, Any]]) -> None:
@@ -112,7 +98,7 @@ async def test_a_second_refusal_is_the_apis_400_in_the_backends_words(
     upstream.script(*[Fault("status", status=400, message=LLAMA_REFUSAL)] * 2)
     status, raw = await post(unsized, path, APIS[path](False))
     assert status == 400
-    assert error_message(path, raw) == LLAMA_REFUSAL
+    assert error_message(raw) == LLAMA_REFUSAL
     assert len(upstream.calls) == 2
 
 
@@ -125,7 +111,7 @@ async def test_the_messages_error_keeps_anthropics_shape(unsized: str, upstream:
 async def test_a_native_refusal_goes_the_translated_way_cut_to_fit(upstream: FaultUpstream) -> None:
     """llama.cpp serves /v1/messages itself; when it refuses the history as too long, the shim
     translates the request, which it can cut to fit."""
-    upstream.model_fields = {"meta": {"n_ctx": CONTEXT}}
+    upstream.model_fields = {"meta": {"n_ctx": LISTED_CONTEXT}}
     upstream.recorder_answer = Answer(status=400, body=json.dumps({"error": {"message": LLAMA_REFUSAL}}).encode())
     async with shim_in_loop("--backend", upstream.url, "--backend-kind", "llamacpp") as url:
         status, _ = await post(url, "/v1/messages", as_messages(True))

@@ -10,18 +10,16 @@ context listed (``max_model_len``) or not.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from support.faults import LISTED_CONTEXT as CONTEXT
 from support.faults import MODEL, Fault, FaultUpstream
-from support.shim import shim_in_loop
 from test_fitting import LLAMA_REFUSAL, VLLM_REFUSAL, history
 
 NAME = f"{MODEL}:latest"  # the model's Ollama name
-CONTEXT = 2048
 
 
 async def post(url: str, body: dict[str, Any]) -> tuple[int, bytes]:
@@ -38,19 +36,6 @@ def answered(stream: bool, raw: bytes) -> str:
     return "".join(json.loads(f)["choices"][0]["delta"].get("content", "") for f in frames if f != b"[DONE]").strip()
 
 
-@pytest.fixture
-async def sized(upstream: FaultUpstream) -> AsyncIterator[str]:
-    """A shim over a backend that lists the model's context."""
-    upstream.model_fields = {"max_model_len": CONTEXT}
-    async with shim_in_loop("--backend", upstream.url, "--backend-kind", "generic") as url:
-        yield url
-
-
-@pytest.fixture
-async def unsized(upstream: FaultUpstream) -> AsyncIterator[str]:
-    """A shim over a backend that lists no context: only the backend's refusal tells."""
-    async with shim_in_loop("--backend", upstream.url, "--backend-kind", "generic") as url:
-        yield url
 
 
 def assert_a_tail(sent: list[dict[str, Any]], kept: list[dict[str, Any]]) -> None:

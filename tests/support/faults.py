@@ -56,6 +56,7 @@ from aiohttp import web
 from . import free_port, serve_on_loopback
 
 MODEL = "fault-model"
+LISTED_CONTEXT = 2048  # the context the model lists when a test gives it one (``max_model_len``)
 WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight")
 
 
