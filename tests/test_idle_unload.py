@@ -125,6 +125,22 @@ async def test_timers_are_cancelled_at_clean_up(kept, router) -> None:
     await stays_loaded(router, 3 * SHORT)
 
 
+def _expiring() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if "_expire" in t.get_coro().__qualname__]  # type: ignore[union-attr]
+
+
+async def test_clean_up_waits_for_every_timer_even_those_already_cancelled(kept, router) -> None:
+    """A timer cancelled by a new request or by ``forget`` is not left pending for the loop to destroy
+    ("Task was destroyed but it is pending")."""
+    unloader, smol = kept
+    unloader.loaded(smol, 60)
+    async with unloader.using(smol, 60):  # cancels the first timer ...
+        pass  # ... and starts a second
+    unloader.forget(smol)
+    await unloader.close()
+    assert _expiring() == []
+
+
 async def test_a_backend_with_its_own_timer_is_only_shown_its_ttl() -> None:
     async with ScriptedBackend() as lms:
         lms.answer("GET", "/v1/models", models("qwen"))

@@ -62,6 +62,9 @@ class IdleUnloader:
         self._kept: dict[Key, _Kept] = {}
         self._closed = False  # at clean-up: no timer starts any more
         self._cannot_unload: set[Key] = set()  # e.g. a single llama-server: it has no unload route
+        # Every timer task until it is done, cancelled ones and one busy unloading included: clean-up
+        # waits for them all, so none is left pending when the loop closes.
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @staticmethod
     def _key(resolved: Resolved) -> Key:
@@ -137,6 +140,8 @@ class IdleUnloader:
             return
         if entry.acts and entry.keep_for > 0 and not math.isinf(entry.keep_for):
             entry.timer = asyncio.get_running_loop().create_task(self._expire(entry))
+            self._tasks.add(entry.timer)
+            entry.timer.add_done_callback(self._tasks.discard)
         elif entry.acts and entry.keep_for <= 0:
             self._kept.pop(self._key(entry.resolved), None)  # keep_alive 0: the route unloads it itself
 
@@ -167,7 +172,7 @@ class IdleUnloader:
     async def close(self) -> None:
         """Cancel every timer (clean-up): nothing is unloaded by a shim that stops."""
         self._closed = True
-        timers = [e.timer for e in self._kept.values() if e.timer is not None]
+        timers = list(self._tasks)
         for timer in timers:
             timer.cancel()
         await asyncio.gather(*timers, return_exceptions=True)
