@@ -17,10 +17,9 @@ against the scripted upstream (always thinks, always calls a tool):
   ``reasoning_content`` come back; the round trip sends the ``tool`` message back and gets the
   final answer, and the upstream sees the result linked to its call.
 
-A strict xfail pins what is left of issue 10's capability flip: ``get_model_info`` for a router
-model must give the same ``supports_function_calling`` whether it is loaded or not. llama.cpp says
-what a template supports only once the model is loaded, so a model never loaded by this shim
-process still shows the capabilities its name suggests.
+``get_model_info`` for a router model gives the same ``supports_function_calling`` whether it is
+loaded or not, from its first listing: llama.cpp says what a template supports only once the model
+is loaded, and until then the shim reads it from the model's GGUF file.
 """
 
 from __future__ import annotations
