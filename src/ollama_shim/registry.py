@@ -7,7 +7,9 @@ A name several backends of one replica group (``Backend.group``) serve is one mo
 replicas: it resolves to the first backend's (whose record answers ``/api/show`` and friends),
 carrying every replica in ``Resolved.replicas`` (in a named group, also the members whose model list
 cannot be read now, so that a member that is down at start is tried, marked down and probed like
-any replica); which one serves a request is the router's choice
+any replica). Replicas are of the first backend's kind, since a request is translated once for
+one kind: a backend of another kind that lists the name is left out, with one warning
+(``LeftOut``). Which replica serves a request is the router's choice
 (``routing.Router``, ``self.router``). A name that is not found triggers one refresh before the
 404 (a model loaded a second ago).
 
@@ -30,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .backends import LiveBackend
-from .dialect import Dialect
+from .dialect import Dialect, Kind
 from .errors import ModelNotFound
 from .model_files import ModelFiles
 from .model_memory import InProcessMemory, ModelMemory
@@ -73,24 +75,49 @@ class _Snapshot:
     taken_at: float
 
 
-def _index(models: tuple[Resolved, ...], backends: tuple[LiveBackend, ...]) -> dict[str, Resolved]:
+@dataclass(frozen=True)
+class LeftOut:
+    """A backend that lists a model of its group under the same name but is of another kind than the
+    backend the name resolves to: not a replica of it (a request is translated for one kind)."""
+
+    group: str
+    name: str
+    resolved: LiveBackend  # the backend the name resolves to
+    other: LiveBackend
+
+
+def _index(
+    models: tuple[Resolved, ...], backends: tuple[LiveBackend, ...]
+) -> tuple[dict[str, Resolved], list[LeftOut]]:
     """Each name and id -> its model, with the replicas of its group (in backend order; the first
-    listed is the one resolved). A member of a named group whose model list cannot be read now is a
-    replica of the group's models too (under the first member's id): the group serves the same models."""
-    same: dict[tuple[str, str], list[Resolved]] = {}
+    listed is the one resolved), and the backends left out of a name's replicas for their kind.
+
+    Replicas are of one kind: a backend of another kind than the first that lists the same name is
+    not a replica of it (its own models are another model, which the first listed wins by name).
+    A member of a named group whose model list cannot be read now is a replica of the group's models
+    too (under the first member's id): the group serves the same models; unless its kind is known
+    and is another."""
+    same: dict[tuple[str, str, Kind | None], list[Resolved]] = {}
+    resolved_to: dict[tuple[str, str], Resolved] = {}
     for model in models:
-        same.setdefault((model.source.settings.group, model.record.name.lower()), []).append(model)
+        group, name = model.source.settings.group, model.record.name.lower()
+        resolved_to.setdefault((group, name), model)
+        same.setdefault((group, name, model.source.kind), []).append(model)
     unread = [b for b in backends if b.settings.group and not b.answering]
     by_key: dict[str, Resolved] = {}
-    for (group, _), replicas in same.items():
+    left_out: list[LeftOut] = []
+    for (group, name, kind), replicas in same.items():
+        first = resolved_to[(group, name)]
+        if first.source.kind != kind:
+            left_out += [LeftOut(group, first.record.name, first.source, r.source) for r in replicas]
         listed = {id(r.source) for r in replicas}
         replicas += [Resolved(replicas[0].record, b) for b in unread if b.settings.group == group
-                     and id(b) not in listed]
-        first = replicas[0] if len(replicas) == 1 else dataclasses.replace(replicas[0], replicas=tuple(replicas))
+                     and id(b) not in listed and b.kind in (None, kind)]
+        head = replicas[0] if len(replicas) == 1 else dataclasses.replace(replicas[0], replicas=tuple(replicas))
         for model in replicas:
             for key in (model.record.name.lower(), model.record.upstream_id.lower()):
-                by_key.setdefault(key, first)  # the first group listed wins a name two groups serve
-    return by_key
+                by_key.setdefault(key, head)  # the first group (and kind) listed wins a name two serve
+    return by_key, left_out
 
 
 class Registry:
@@ -112,6 +139,7 @@ class Registry:
         self.router = Router(settings.routing, upstream, queue_wait=settings.timeouts.first_byte)
         self._snapshot: _Snapshot | None = None
         self._refreshing: asyncio.Task[_Snapshot] | None = None
+        self._warned: set[tuple[str, str, str]] = set()  # (group, name, backend root) left out for its kind
 
     # -- public ------------------------------------------------------------------------------
 
@@ -163,5 +191,19 @@ class Registry:
         if len(failures) == len(self.backends) and not any(b.ever_answered for b in self.backends):
             raise failures[0][1]
         models = tuple(Resolved(rec, b) for b in self.backends for rec in b.records)
-        self._snapshot = _Snapshot(models, _index(models, self.backends), self._clock())
+        by_key, left_out = _index(models, self.backends)
+        self._warn_of_kinds(left_out)
+        self._snapshot = _Snapshot(models, by_key, self._clock())
         return self._snapshot
+
+    def _warn_of_kinds(self, left_out: list[LeftOut]) -> None:
+        """One warning per (group, name, backend) left out of a model's replicas for its kind."""
+        for out in left_out:
+            seen = (out.group, out.name.lower(), out.other.settings.root)
+            if seen in self._warned:
+                continue
+            self._warned.add(seen)
+            group = f"group {out.group!r}" if out.group else "the backends without a group"
+            log.warning("model %r in %s: %s (%s) is left out of its replicas, which must be of one kind: "
+                        "the name resolves to %s (%s); give the other a group of its own", out.name, group,
+                        out.other.settings.root, out.other.kind, out.resolved.settings.root, out.resolved.kind)

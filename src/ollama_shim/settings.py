@@ -280,7 +280,23 @@ def _backends(urls: Sequence[str], per_backend: Mapping[str, Sequence[str]]) -> 
             if i < len(values) and (values[i] != "" or name == "backend_key"):
                 fields[attr] = _backend_value(name, values[i])
         out.append(Backend(normalize_backend_url(url), **fields))
+    _one_kind_per_group(out)
     return tuple(out)
+
+
+def _one_kind_per_group(backends: Sequence[Backend]) -> None:
+    """Refuse a named group whose backends are configured with two kinds: the replicas of a model are
+    of one kind (a request is translated for one). An ``auto`` kind is learned, and so checked, at run
+    time; backends without a group may mix kinds (their replicas are matched by kind then)."""
+    first: dict[str, Backend] = {}
+    for backend in backends:
+        if not backend.group or backend.kind == "auto":
+            continue
+        seen = first.setdefault(backend.group, backend)
+        if seen.kind != backend.kind:
+            raise SettingsError(
+                f"backends of group {backend.group!r} are of two kinds ({seen.root} is {seen.kind}, "
+                f"{backend.root} is {backend.kind}): replicas must be of one kind; give each kind a group of its own")
 
 
 # ---------------------------------------------------------------------------
