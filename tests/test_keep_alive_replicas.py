@@ -1,5 +1,6 @@
 """``keep_alive: 0`` on a model several replicas serve: it is unloaded on every one of them, and the
-shim's keep-alive timers of each are cleared.
+shim's keep-alive timers of each are cleared; a model idle for its keep_alive is unloaded on every
+replica too.
 
 The replicas are ``FaultUpstream``s told to be llama.cpp routers (``--backend-kind llamacpp``): they
 list ``fault-model`` and record the unload calls (``raw_calls``), answering each with
@@ -76,6 +77,21 @@ async def test_keep_alive_0_unloads_on_every_replica(path: str, body: dict[str, 
         status, answer = await post(url, path, body)
         assert status == 200, answer
         assert answer["done_reason"] == reason
+        assert [unloads(up) for up in ups] == [[{"model": MODEL}]] * 3
+
+
+async def test_an_idle_model_is_unloaded_on_every_replica_when_its_keep_alive_runs_out() -> None:
+    """Whichever replica served the requests, the model is idle as a whole: all of them unload it."""
+    async with routers(3) as (url, ups):
+        for _ in range(3):  # spread over the replicas
+            status, _ = await post(url, "/api/chat", {"model": MODEL, "messages": HI, "stream": False,
+                                                      "keep_alive": "1s"})
+            assert status == 200
+        assert [unloads(up) for up in ups] == [[]] * 3  # not yet: within its keep_alive
+        deadline = time.monotonic() + 5
+        while any(not unloads(up) for up in ups):
+            assert time.monotonic() < deadline, [unloads(up) for up in ups]
+            await asyncio.sleep(0.02)
         assert [unloads(up) for up in ups] == [[{"model": MODEL}]] * 3
 
 

@@ -6,7 +6,8 @@ router keeps a model loaded until it needs the room, so for the kinds whose ``Ki
 says ``shim_keeps_alive`` the ``IdleUnloader`` does it: one timer per model, started when the
 last request in flight for it ends (a streamed answer counts until its last line) and cancelled
 by the next request, which may bring its own keep_alive; when it runs out, the model is
-unloaded through the ``Loader``. All timers are cancelled at clean-up (``attach``).
+unloaded through the ``Loader``, on every replica of it (the model as a whole was idle; a
+replica that fails is logged). All timers are cancelled at clean-up (``attach``).
 
 ``expires_ns`` is what ``/api/ps`` shows as ``expires_at``: for a kept model the time its timer
 runs out (a model in use: its keep_alive from now, as Ollama shows it); for LM Studio the idle TTL
@@ -159,7 +160,7 @@ class IdleUnloader:
         del self._kept[self._key(entry.resolved)]
         model = entry.resolved.record.upstream_id
         try:
-            unloaded = await self._loader.unload(entry.resolved)
+            unloaded = await self._loader.unload_everywhere(entry.resolved)  # every replica: the model is idle
         except ShimError as exc:
             log.warning("could not unload %s on %s: %s", model, entry.resolved.backend.root, exc.message)
             return
