@@ -258,8 +258,8 @@ TREASURE = {"role": "user", "content": "Where is the treasure?"}
 def pirate_shim(request: pytest.FixtureRequest, llama_single: LlamaServer,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shim = ShimThread("--backend", llama_single.url, "--data-dir", str(tmp_path_factory.mktemp("store")),
-                      "--first-byte-timeout", "120")
-    shim.settings = dataclasses.replace(shim.settings, translate_native_apis=request.param == "translated")
+                      "--first-byte-timeout", "120",
+                      "--translate-native-apis", str(request.param == "translated").lower())
     with shim as url:
         created = httpx.post(url + "/api/create", json={
             "model": "pirate", "from": SMOL, "system": PIRATE, "messages": PIRATE_MESSAGES, "stream": False,

@@ -47,9 +47,9 @@ class Target:
 
 @pytest.fixture(scope="module", params=["native", "translated"])
 def llama_target(request: pytest.FixtureRequest, llama_single: LlamaServer) -> Iterator[Target]:
-    shim = ShimThread("--backend", llama_single.url, "--first-byte-timeout", "120")
     native = request.param == "native"
-    shim.settings = dataclasses.replace(shim.settings, translate_native_apis=not native)
+    shim = ShimThread("--backend", llama_single.url, "--first-byte-timeout", "120",
+                      "--translate-native-apis", str(not native).lower())
     with shim as url:
         model = httpx.get(url + "/api/tags").json()["models"][0]["model"]
         with anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0) as sdk:
@@ -169,8 +169,8 @@ def test_bad_requests_are_anthropic_400s(llama_target: Target, body: dict[str, A
 
 @pytest.mark.parametrize("native", [True, False], ids=["native", "translated"])
 def test_llama_router_model_names_both_ways(llama_router: LlamaServer, native: bool) -> None:
-    shim = ShimThread("--backend", llama_router.url, "--first-byte-timeout", "180")
-    shim.settings = dataclasses.replace(shim.settings, translate_native_apis=not native)
+    shim = ShimThread("--backend", llama_router.url, "--first-byte-timeout", "180",
+                      "--translate-native-apis", str(not native).lower())
     with shim as url, anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0) as client:
         names = [m["model"] for m in httpx.get(url + "/api/tags").json()["models"]]
         model = next(name for name in names if name.lower().startswith("smollm2"))

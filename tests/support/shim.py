@@ -18,7 +18,9 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator
 
-from ollama_shim.server import start
+from aiohttp import web
+
+from ollama_shim.server import ServeError, start
 from ollama_shim.settings import Settings, load_settings
 
 from . import free_port
@@ -38,10 +40,25 @@ def url_of(settings: Settings) -> str:
     return f"http://{settings.host}:{settings.port}"
 
 
+BIND_TRIES = 5
+
+
+async def started(*argv: str) -> tuple[Settings, web.AppRunner]:
+    """A shim started on a free port; another port when the one picked was taken meanwhile (the
+    port is free when ``free_port`` looks, and another process may bind it before the shim does)."""
+    for attempt in range(BIND_TRIES):
+        settings = shim_settings(*argv)
+        try:
+            return settings, await start(settings)
+        except ServeError as exc:
+            if "cannot listen" not in str(exc) or attempt == BIND_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @contextlib.asynccontextmanager
 async def shim_in_loop(*argv: str) -> AsyncIterator[str]:
-    settings = shim_settings(*argv)
-    runner = await start(settings)
+    settings, runner = await started(*argv)
     try:
         yield url_of(settings)
     finally:
@@ -52,14 +69,14 @@ class ShimThread:
     """``with ShimThread("--backend", url) as base_url: ...``"""
 
     def __init__(self, *argv: str) -> None:
-        self.settings = shim_settings(*argv)
-        self.url = url_of(self.settings)
+        self._argv = argv
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="shim", daemon=True)
 
     def __enter__(self) -> str:
         self._thread.start()
-        self._runner = asyncio.run_coroutine_threadsafe(start(self.settings), self._loop).result(30)
+        self.settings, self._runner = asyncio.run_coroutine_threadsafe(started(*self._argv), self._loop).result(60)
+        self.url = url_of(self.settings)
         return self.url
 
     def __exit__(self, *exc: object) -> None:
