@@ -1,5 +1,5 @@
 """The fallback for a backend whose context the shim does not know: its "prompt too long" refusal
-before the first byte is followed by one retry cut to fit (``routes.fitting.refit``), or by
+before the first byte is followed by one retry cut to fit (``routes.fitting.sent_fitted``), or by
 Ollama's 400. Against the scripted upstream (a generic backend: no tokenizer, no context listed).
 """
 

@@ -1,16 +1,17 @@
 """A chat made to fit the model's context before it is sent, and once more if the backend refused it.
 
-``fit`` drops the oldest messages the way ``translate.truncation`` decides, counting with the
+``fit_chat`` drops the oldest messages the way ``translate.truncation`` decides, counting with the
 backend's tokenizer where it has one (``tokens.Tokenizer``: llama.cpp) and with the estimate
 elsewhere, or when the tokenizer fails. A chat that fits even at one token per byte is sent
 without counting; a longer one costs one count when it fits and at most ``1 + log2(n)`` when
-messages must go. ``refit`` is the fallback after a backend's own "prompt too long" refusal:
+messages must go. ``refit_chat`` is the fallback after a backend's own "prompt too long" refusal:
 the same search against the context the refusal names (else the catalog's), counting with the
 tokenizer, or with the estimate scaled by what the refusal said the prompt really took; None
 when that would drop nothing more.
 
-``sent_fitted`` puts the two together around one send, for the translated ``/v1/messages`` and
-``/v1/responses`` (neither API has ``truncate``: Ollama cuts there as on ``/api/chat``).
+``sent_fitted`` puts the two together around one send: ``/api/chat`` (unless ``truncate: false``)
+and the translated ``/v1/messages`` and ``/v1/responses`` (neither API has ``truncate``: Ollama cuts
+there as on ``/api/chat``).
 
 ``fit_forwarded`` and ``refit_forwarded`` do the same for an OpenAI chat body forwarded as it came
 (``translate.truncation.ForwardedChat``): the tokenizer renders the client's own body (every field
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -34,7 +35,6 @@ import msgspec
 from ..errors import BadRequest, UpstreamError, UpstreamStatus
 from ..registry import Resolved
 from ..tokens import tokenizer_for
-from ..translate.request import ChatRequestPlan
 from ..translate.truncation import (
     IMAGE_TOKENS,
     Budget,
@@ -49,7 +49,6 @@ from ..translate.truncation import (
     kept_indices,
     surely_fits,
 )
-from ..wire import ollama as ow
 from ..wire.openai import ChatCompletionRequest, JSONObject
 from .state import AppState, log
 
@@ -75,23 +74,6 @@ class _Translated:
 
     def keeping(self, kept: Sequence[int]) -> ChatCompletionRequest:
         return msgspec.structs.replace(self.view, messages=[self.view.messages[i] for i in kept])
-
-
-async def fit(state: AppState, resolved: Resolved, req: ow.ChatRequest, plan: ChatRequestPlan) -> ChatRequestPlan:
-    """``plan`` with the oldest messages dropped until its prompt fits; unchanged when it fits, when
-    ``truncate`` is false or when the model's context is not known."""
-    if req.truncate is False:
-        return plan
-    fitted = await fit_chat(state, resolved, plan.request, req.options)
-    return plan if fitted is plan.request else replace(plan, request=fitted)
-
-
-async def refit(
-    state: AppState, resolved: Resolved, req: ow.ChatRequest, plan: ChatRequestPlan, overflow: Overflow
-) -> ChatRequestPlan | None:
-    """``plan`` (refused as too long) cut further to fit; None when nothing more would be dropped."""
-    refitted = await refit_chat(state, resolved, plan.request, req.options, overflow)
-    return None if refitted is None else replace(plan, request=refitted)
 
 
 async def fit_chat(
@@ -121,7 +103,7 @@ async def sent_fitted(
     """``send(request)``, the chat first cut to fit; after the backend's "prompt too long" refusal
     (before anything was sent to the client) cut further and sent once more. A refusal that cutting
     cannot help, or a second one, is a 400 in the backend's words. For the APIs that have no
-    ``truncate`` (``/v1/messages``, ``/v1/responses``): Ollama cuts there too."""
+    ``truncate`` (``/v1/messages``, ``/v1/responses``): Ollama cuts there too, as on ``/api/chat``."""
     try:
         return await send(await fit_chat(state, resolved, request, options))
     except UpstreamStatus as exc:

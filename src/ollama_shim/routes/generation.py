@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -52,6 +53,7 @@ from ..translate.request import (
 from ..translate.stream import OllamaChunk, StreamContext
 from ..translate.truncation import OLLAMA_TOO_LONG, context_overflow
 from ..wire import ollama as ow
+from ..wire.openai import ChatCompletionRequest
 from . import fitting, relay
 from .generate_context import ContextIds
 from .http import encode, json_response, off_loop, read_body
@@ -102,8 +104,6 @@ async def _answer(request: web.Request, req: GenerationRequest, started_ns: int)
     # In flight: a model the shim unloads when idle stays loaded; its keep_alive counts from the end.
     ttl = None if resolved.record.loaded else ttl_seconds(req.keep_alive, resolved.dialect)
     async with unloader.using(resolved, parse_keep_alive(req.keep_alive), ttl=ttl):
-        if isinstance(req, ow.ChatRequest) and isinstance(plan, ChatRequestPlan):
-            plan = await fitting.fit(state, resolved, req, plan)
         response = await _delivered(request, state, resolved, req, plan, ctx)
     if wants_unload(req.keep_alive):
         unloader.forget(resolved)
@@ -116,28 +116,22 @@ async def _delivered(
     request: web.Request, state: AppState, resolved: Resolved, req: GenerationRequest, plan: GenerationPlan,
     ctx: StreamContext,
 ) -> web.StreamResponse:
-    """The relayed answer. A backend's "prompt too long" refusal before the first byte is Ollama's 400;
-    a chat (unless ``truncate: false``) is first cut to fit and sent once more."""
+    """The relayed answer. A chat (unless ``truncate: false``) is cut to fit the context, and once more
+    after a backend's "prompt too long" refusal (``fitting.sent_fitted``); otherwise that refusal
+    before the first byte is Ollama's 400."""
+    if isinstance(req, ow.ChatRequest) and isinstance(plan, ChatRequestPlan) and req.truncate is not False:
+        chat_plan = plan
+
+        async def send(fitted: ChatCompletionRequest) -> web.StreamResponse:
+            return await _relayed(request, state, resolved, req, replace(chat_plan, request=fitted), ctx)
+
+        return await fitting.sent_fitted(state, resolved, plan.request, req.options, send)
     try:
         return await _relayed(request, state, resolved, req, plan, ctx)
     except UpstreamStatus as exc:
-        overflow = context_overflow(exc.message)
-        if overflow is None:
-            raise
-        if req.truncate is False:
-            raise BadRequest(OLLAMA_TOO_LONG) from exc
-        retry = None
-        if isinstance(req, ow.ChatRequest) and isinstance(plan, ChatRequestPlan):
-            retry = await fitting.refit(state, resolved, req, plan, overflow)
-        if retry is None:
-            raise BadRequest(exc.message) from exc
-        log.info("%s refused the prompt as too long (%s); sending it cut to fit", resolved.backend.root, exc.message)
-    try:
-        return await _relayed(request, state, resolved, req, retry, ctx)
-    except UpstreamStatus as exc:
         if context_overflow(exc.message) is None:
             raise
-        raise BadRequest(exc.message) from exc
+        raise BadRequest(OLLAMA_TOO_LONG if req.truncate is False else exc.message) from exc
 
 
 async def _relayed(
