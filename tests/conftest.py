@@ -21,7 +21,7 @@ A llama fixture whose binary or models are missing FAILS with a pointer to ``mak
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
@@ -46,21 +46,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.backend)
 
 
-def _serve(make: Callable[[], llama_support.LlamaServer]) -> Iterator[llama_support.LlamaServer]:
-    try:
-        server = make()
-        server.start()
-    except llama_support.SetupMissing as exc:
-        pytest.fail(f"{exc} (the backend tests need the real llama-server and models)", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="session")
 def llama_single() -> Iterator[llama_support.LlamaServer]:
-    yield from _serve(lambda: llama_support.single(llama_support.model_file(llama_support.SMOLLM2)))
+    yield from llama_support.served(lambda: llama_support.single(llama_support.model_file(llama_support.SMOLLM2)))
 
 
 @pytest.fixture(scope="session")
@@ -70,12 +58,12 @@ def llama_router() -> Iterator[llama_support.LlamaServer]:
             llama_support.model_file(name)
         return llama_support.router(llama_support.MODELS_DIR)
 
-    yield from _serve(make)
+    yield from llama_support.served(make)
 
 
 @pytest.fixture(scope="session")
 def llama_embed() -> Iterator[llama_support.LlamaServer]:
-    yield from _serve(lambda: llama_support.embeddings(llama_support.model_file(llama_support.SMOLLM2)))
+    yield from llama_support.served(lambda: llama_support.embeddings(llama_support.model_file(llama_support.SMOLLM2)))
 
 
 @pytest_asyncio.fixture

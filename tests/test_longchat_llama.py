@@ -47,15 +47,8 @@ def long_chat(turns: int = 60) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LlamaServer]:
-    try:
-        made = llama_support.single(llama_support.model_file(llama_support.SMOLLM2), "-c", str(CONTEXT), name="4k")
-        made.start()
-    except llama_support.SetupMissing as exc:
-        pytest.fail(f"{exc} (the backend tests need the real llama-server and models)", pytrace=False)
-    try:
-        yield made
-    finally:
-        made.stop()
+    yield from llama_support.served(
+        lambda: llama_support.single(llama_support.model_file(llama_support.SMOLLM2), "-c", str(CONTEXT), name="4k"))
 
 
 @pytest.fixture(scope="module")

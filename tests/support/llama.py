@@ -27,8 +27,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from support import free_port
 
@@ -188,3 +191,17 @@ def router(models_dir: Path = MODELS_DIR, *extra: str, name: str = "router") -> 
 def embeddings(model: Path, *extra: str, name: str = "embed") -> LlamaServer:
     """``--embeddings --pooling mean``: ``/v1/embeddings`` works (chat too, in this build)."""
     return LlamaServer(["-m", str(model), "--embeddings", "--pooling", "mean", *SMALL, *extra], name=name)
+
+
+def served(make: Callable[[], LlamaServer]) -> Iterator[LlamaServer]:
+    """A fixture's body: the server ``make`` describes, started, yielded and stopped; a missing
+    binary or model fails the test with what to run."""
+    try:
+        server = make()
+        server.start()
+    except SetupMissing as exc:
+        pytest.fail(f"{exc} (the backend tests need the real llama-server and models)", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
