@@ -419,3 +419,21 @@ async def test_a_read_begun_before_this_processes_change_is_not_kept(two_process
     release.set()
     assert await listing == set()  # it began before the change
     assert await _listed_names(models) == {"mario:latest"}  # at the same instant: read again
+
+
+async def test_listings_that_find_the_copy_stale_together_share_one_read(two_processes) -> None:
+    models, _, clock = two_processes
+    store = models.store
+    real_read = store.read
+    reads = 0
+
+    async def counted(work: Callable[[sqlite3.Connection], T]) -> T:
+        nonlocal reads
+        reads += 1
+        return await real_read(work)
+
+    store.read = counted  # type: ignore[method-assign]
+    clock.now += cm.STORED_FRESH_S + 1
+    listed = await asyncio.gather(*(_listed_names(models) for _ in range(32)))
+    assert listed == [set()] * 32
+    assert reads == 1

@@ -13,7 +13,8 @@ hold) and the live registry:
   ``details.parent_model``.
 
 Every reading goes through one per-process copy of a store's custom models, read again once
-``STORED_FRESH_S`` old or after this process changed them.
+``STORED_FRESH_S`` old or after this process changed them; requests that find it stale together
+share one store read.
 
 May import: stdlib, aiohttp.web, ``ollama_shim.store``, ``ollama_shim.registry``,
 ``ollama_shim.errors``, ``ollama_shim.settings``, ``ollama_shim.translate``, ``ollama_shim.timefmt``,
@@ -22,6 +23,7 @@ May import: stdlib, aiohttp.web, ``ollama_shim.store``, ``ollama_shim.registry``
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import sqlite3
@@ -146,6 +148,8 @@ class _StoredModels:
     models: Mapping[str, CustomModel] = dataclasses.field(default_factory=dict)
     read_at: float | None = None  # on the clock of ``CustomModels``; None: read them (again)
     generation: int = 0  # counts this process's own changes: a read begun before one is not kept
+    # The read running now: requests that find the copy stale at once share it (one store read).
+    reading: asyncio.Future[Mapping[str, CustomModel]] | None = None
 
 
 _stored: weakref.WeakKeyDictionary[Store, _StoredModels] = weakref.WeakKeyDictionary()
@@ -175,8 +179,18 @@ class CustomModels:
         now = self.clock()
         if cached.read_at is not None and now - cached.read_at <= STORED_FRESH_S:
             return cached.models
+        if cached.reading is None:
+            cached.reading = asyncio.ensure_future(self._read(cached, now))
+        return await asyncio.shield(cached.reading)
+
+    async def _read(self, cached: _StoredModels, now: float) -> Mapping[str, CustomModel]:
         generation = cached.generation
-        models = {model.key: model for model in await self.store.read(select_all)}
+        reading = cached.reading
+        try:
+            models = {model.key: model for model in await self.store.read(select_all)}
+        finally:
+            if cached.reading is reading:
+                cached.reading = None
         if cached.generation == generation:
             cached.models, cached.read_at = models, now
         return models
@@ -195,6 +209,7 @@ class CustomModels:
         """This process changed the stored models: the next reading reads them again."""
         cached = _stored.setdefault(self.store, _StoredModels())
         cached.read_at = None
+        cached.reading = None  # a read begun before the change is not joined
         cached.generation += 1
 
     async def resolve(self, registry: Registry, name: str) -> tuple[Resolved, Customisation | None]:
