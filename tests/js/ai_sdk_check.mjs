@@ -6,6 +6,7 @@
 import { embedMany, generateObject, generateText, stepCountIs, streamText, tool } from "ai";
 import { createOllama } from "ollama-ai-provider-v2";
 import { z } from "zod";
+import { printScenario } from "./scenario.mjs";
 
 const [host, scenario, model] = process.argv.slice(2);
 const ollama = createOllama({ baseURL: `${host}/api` });
@@ -85,10 +86,4 @@ const scenarios = {
   },
 };
 
-let out;
-try {
-  out = await scenarios[scenario]();
-} catch (err) {
-  out = { error: String(err?.message ?? err) };
-}
-console.log(JSON.stringify(out));
+await printScenario(scenarios, scenario);

@@ -5,6 +5,7 @@
 // with --api-key KEY); tools, thinking (scripted upstream). A flow that throws prints
 // {"error": message} and exits 0, so the caller asserts on it.
 import Anthropic from "@anthropic-ai/sdk";
+import { printScenario } from "./scenario.mjs";
 
 const [baseURL, scenario, model, key] = process.argv.slice(2);
 // Explicit credentials, so nothing is read from the environment or a local config file.
@@ -170,10 +171,4 @@ const scenarios = {
   },
 };
 
-let out;
-try {
-  out = await scenarios[scenario]();
-} catch (err) {
-  out = { error: String(err?.message ?? err) };
-}
-console.log(JSON.stringify(out));
+await printScenario(scenarios, scenario);

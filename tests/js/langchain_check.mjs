@@ -6,6 +6,7 @@ import { ChatOllama, Ollama, OllamaEmbeddings } from "@langchain/ollama";
 import { HumanMessage, ToolMessage } from "@langchain/core/messages";
 import { tool } from "@langchain/core/tools";
 import { z } from "zod";
+import { printScenario } from "./scenario.mjs";
 
 const [baseUrl, scenario, model] = process.argv.slice(2);
 const greedy = { temperature: 0, seed: 1 };
@@ -70,10 +71,4 @@ const scenarios = {
   },
 };
 
-let out;
-try {
-  out = await scenarios[scenario]();
-} catch (err) {
-  out = { error: String(err?.message ?? err) };
-}
-console.log(JSON.stringify(out));
+await printScenario(scenarios, scenario);
