@@ -12,7 +12,6 @@ import aiohttp
 import pytest
 
 from support.faults import MODEL, Fault, FaultUpstream
-from support.shim import shim_in_loop
 
 LLAMA_REFUSAL = "request (9000 tokens) exceeds the available context size (4096 tokens), try increasing it"
 VLLM_REFUSAL = ("This model's maximum context length is 4096 tokens. However, you requested 9100 tokens "
@@ -35,20 +34,14 @@ async def post(url: str, body: dict[str, Any]) -> tuple[int, list[dict[str, Any]
     return resp.status, [json.loads(line) for line in raw.splitlines() if line.strip()]
 
 
-@pytest.fixture
-async def shim(upstream: FaultUpstream):
-    async with shim_in_loop("--backend", upstream.url, "--backend-kind", "generic") as url:
-        yield url
-
-
 @pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.parametrize("refusal", [LLAMA_REFUSAL, VLLM_REFUSAL])
 async def test_a_refused_chat_is_sent_once_more_cut_to_fit(
-    shim: str, upstream: FaultUpstream, stream: bool, refusal: str
+    unsized: str, upstream: FaultUpstream, stream: bool, refusal: str
 ) -> None:
     upstream.script(Fault("status", status=400, message=refusal))
     sent = history()
-    status, lines = await post(shim, {"model": MODEL, "messages": sent, "stream": stream})
+    status, lines = await post(unsized, {"model": MODEL, "messages": sent, "stream": stream})
     assert status == 200
     assert lines[-1]["done"] is True
     assert "error" not in lines[-1]
@@ -60,64 +53,66 @@ async def test_a_refused_chat_is_sent_once_more_cut_to_fit(
     assert second[1:] == first[len(first) - len(second) + 1:]  # a tail of the chat, after the system message
 
 
-async def test_the_retry_keeps_room_for_the_answer(shim: str, upstream: FaultUpstream) -> None:
+async def test_the_retry_keeps_room_for_the_answer(unsized: str, upstream: FaultUpstream) -> None:
     upstream.script(Fault("status", status=400, message=LLAMA_REFUSAL))
-    await post(shim, {"model": MODEL, "messages": history(), "stream": False, "options": {"num_predict": 2000}})
+    await post(unsized, {"model": MODEL, "messages": history(), "stream": False, "options": {"num_predict": 2000}})
     fewer = len(upstream.calls[1].body["messages"])
     upstream.calls.clear()
     upstream.script(Fault("status", status=400, message=LLAMA_REFUSAL))
-    await post(shim, {"model": MODEL, "messages": history(), "stream": False, "options": {"num_predict": 10}})
+    await post(unsized, {"model": MODEL, "messages": history(), "stream": False, "options": {"num_predict": 10}})
     assert fewer < len(upstream.calls[1].body["messages"])
 
 
 @pytest.mark.parametrize("stream", [True, False])
 async def test_truncate_false_answers_ollamas_error_without_a_retry(
-    shim: str, upstream: FaultUpstream, stream: bool
+    unsized: str, upstream: FaultUpstream, stream: bool
 ) -> None:
     upstream.script(Fault("status", status=400, message=LLAMA_REFUSAL))
-    status, lines = await post(shim, {"model": MODEL, "messages": history(), "stream": stream, "truncate": False})
+    status, lines = await post(unsized, {"model": MODEL, "messages": history(), "stream": stream, "truncate": False})
     assert (status, lines) == (400, [{"error": "the input length exceeds the context length"}])
     assert len(upstream.calls) == 1
 
 
-async def test_a_second_refusal_is_passed_on_as_400(shim: str, upstream: FaultUpstream) -> None:
+async def test_a_second_refusal_is_passed_on_as_400(unsized: str, upstream: FaultUpstream) -> None:
     upstream.script(*[Fault("status", status=500, message=LLAMA_REFUSAL)] * 2)
-    status, lines = await post(shim, {"model": MODEL, "messages": history(), "stream": False})
+    status, lines = await post(unsized, {"model": MODEL, "messages": history(), "stream": False})
     assert (status, lines) == (400, [{"error": LLAMA_REFUSAL}])
     assert len(upstream.calls) == 2
 
 
-async def test_a_refusal_that_names_no_context_is_passed_on(shim: str, upstream: FaultUpstream) -> None:
+async def test_a_refusal_that_names_no_context_is_passed_on(unsized: str, upstream: FaultUpstream) -> None:
     refusal = "the request exceeds the available context size, try increasing it"
     upstream.script(Fault("status", status=500, message=refusal))
-    status, lines = await post(shim, {"model": MODEL, "messages": history(), "stream": False})
+    status, lines = await post(unsized, {"model": MODEL, "messages": history(), "stream": False})
     assert (status, lines) == (400, [{"error": refusal}])
     assert len(upstream.calls) == 1
 
 
-async def test_a_single_message_that_does_not_fit_is_not_retried(shim: str, upstream: FaultUpstream) -> None:
+async def test_a_single_message_that_does_not_fit_is_not_retried(unsized: str, upstream: FaultUpstream) -> None:
     upstream.script(Fault("status", status=400, message=LLAMA_REFUSAL))
-    status, lines = await post(shim, {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True})
+    one = [{"role": "user", "content": "x"}]
+    status, lines = await post(unsized, {"model": MODEL, "messages": one, "stream": True})
     assert (status, lines) == (400, [{"error": LLAMA_REFUSAL}])
     assert len(upstream.calls) == 1
 
 
-async def test_other_errors_are_not_retried(shim: str, upstream: FaultUpstream) -> None:
+async def test_other_errors_are_not_retried(unsized: str, upstream: FaultUpstream) -> None:
     upstream.script(Fault("status", status=500, message="out of memory"))
-    status, lines = await post(shim, {"model": MODEL, "messages": history(), "stream": False})
+    status, lines = await post(unsized, {"model": MODEL, "messages": history(), "stream": False})
     assert (status, lines) == (500, [{"error": "out of memory"}])
     assert len(upstream.calls) == 1
 
 
-async def test_a_short_chat_is_sent_whole(shim: str, upstream: FaultUpstream) -> None:
+async def test_a_short_chat_is_sent_whole(unsized: str, upstream: FaultUpstream) -> None:
     sent = history(2)
-    status, _ = await post(shim, {"model": MODEL, "messages": sent, "stream": False, "options": {"num_ctx": 100_000}})
+    status, _ = await post(unsized, {"model": MODEL, "messages": sent, "stream": False,
+                                     "options": {"num_ctx": 100_000}})
     assert status == 200
     assert len(upstream.calls[0].body["messages"]) == len(sent)
 
 
-async def test_num_ctx_cuts_the_chat_ahead_of_time(shim: str, upstream: FaultUpstream) -> None:
-    status, _ = await post(shim, {"model": MODEL, "messages": history(), "stream": False,
+async def test_num_ctx_cuts_the_chat_ahead_of_time(unsized: str, upstream: FaultUpstream) -> None:
+    status, _ = await post(unsized, {"model": MODEL, "messages": history(), "stream": False,
                                   "options": {"num_ctx": 2048, "num_predict": 100}})
     kept = upstream.calls[0].body["messages"]
     assert status == 200
