@@ -145,6 +145,8 @@ IMAGE = oai.ImagePart(image_url=oai.ImageURL(url="data:image/png;base64,AAAA"))
         (_request(oai.OutMessage(role="user", content="ab"), oai.OutMessage(role="assistant", content="cd")), 2 + 24),
         (_request(oai.OutMessage(role="assistant", content=None, tool_calls=[
             oai.OutToolCall(id="1", function=oai.FunctionCall(name="fn", arguments='{"a":1}'))])), 3 + 16),
+        # an assistant's earlier thinking, sent back to llama.cpp: its template may show it
+        (_request(oai.OutMessage(role="assistant", content="ab", reasoning_content="c" * 298)), 100 + 16),
     ],
 )
 def test_estimate(request_: oai.ChatCompletionRequest, expected: int) -> None:
@@ -161,6 +163,11 @@ def test_estimate_counts_tool_definitions() -> None:
 @pytest.mark.parametrize(("limit", "fits"), [(100 + 8 + 256, True), (100 + 8 + 255, False)])
 def test_surely_fits_allows_a_token_per_byte(limit: int, fits: bool) -> None:
     assert surely_fits(_request(oai.OutMessage(role="user", content="x" * 100)), limit) is fits
+
+
+def test_thinking_sent_back_counts_towards_surely_fits() -> None:
+    thinking = _request(oai.OutMessage(role="assistant", content="x", reasoning_content="y" * 1000))
+    assert not surely_fits(thinking, 1000)
 
 
 @pytest.mark.parametrize(

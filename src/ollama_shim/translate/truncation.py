@@ -191,6 +191,8 @@ def _text_bytes(message: oai.OutMessage) -> int:
         size = sum(len(part.text.encode()) for part in content if isinstance(part, oai.ContentPart))
     for call in message.tool_calls or ():
         size += len(call.function.name.encode()) + len(call.function.arguments.encode())
+    if message.reasoning_content:  # an assistant's earlier thinking, which its template may show
+        size += len(message.reasoning_content.encode())
     return size
 
 
